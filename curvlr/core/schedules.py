@@ -1,0 +1,42 @@
+"""Learning-rate schedules and the NAdamW baseline's constants (framework-free).
+
+`warmup_cosine` has the exact semantics of AlgoPerf's JAX self-tuning NAdamW
+schedule (ALGOPERF.md 5.2), which both of our frameworks use: linear warmup from
+0 over `warmup_steps` updates, cosine decay over `decay_steps`, and 0 afterwards
+(PyTorch's CosineAnnealingLR would climb back up beyond step_hint).
+"""
+import dataclasses
+import math
+from typing import Optional
+
+
+@dataclasses.dataclass(frozen=True)
+class NAdamWHParams:
+  """AlgoPerf v0.6 self-tuning NAdamW baseline (algorithms/baselines/self_tuning)."""
+  learning_rate: float = 0.0017486387539278373
+  one_minus_beta1: float = 0.06733926164
+  beta2: float = 0.9955159689799007
+  weight_decay: float = 0.08121616522670176
+  warmup_factor: float = 0.02
+  eps: float = 1e-8
+  dropout_rate: float = 0.1
+  label_smoothing: float = 0.0
+  grad_clip: Optional[float] = None
+
+
+NADAMW_BASELINE = NAdamWHParams()
+
+
+def warmup_cosine(step: int, peak_lr: float, warmup_steps: int, decay_steps: int) -> float:
+  """lr of update `step` (0-based): peak*k/w during warmup, then half-cosine to 0, then 0."""
+  if step < warmup_steps:
+    return peak_lr * step / warmup_steps
+  progress = min(step - warmup_steps, decay_steps) / decay_steps
+  return peak_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def nadamw_baseline_lr(step: int, step_hint: int,
+                       hparams: NAdamWHParams = NADAMW_BASELINE) -> float:
+  """The baseline's lr at update `step`: warmup = int(warmup_factor * step_hint)."""
+  warmup = int(hparams.warmup_factor * step_hint)
+  return warmup_cosine(step, hparams.learning_rate, warmup, max(step_hint - warmup, 1))

@@ -1,0 +1,44 @@
+"""Jitted pieces of a JAX AlgoPerf step shared by our submissions (pure functions)."""
+
+import jax
+import jax.numpy as jnp
+
+from curvlr import spec
+from curvlr.jax import sharding
+
+
+def loss_and_grad(workload, params, model_state, batch, rng, dropout_rate, label_smoothing):
+  """-> ((loss, new_model_state), grads): global mean loss over valid examples.
+
+  Inside jit with a batch sharded over devices, sums are global: no pmean needed.
+  """
+  def loss_fn(p):
+    logits, new_model_state = workload.model_fn(
+        p, batch, model_state, spec.ForwardPassMode.TRAIN, rng, update_batch_norm=True,
+        dropout_rate=dropout_rate)
+    out = workload.loss_fn(batch['targets'], logits, batch.get('weights'),
+                           label_smoothing=label_smoothing)
+    return out['summed'], (out['n_valid_examples'], new_model_state)
+
+  (summed, (n_valid, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+  grads = jax.tree.map(lambda g: g / n_valid, grads)
+  return (summed / n_valid, new_model_state), grads
+
+
+def global_norm(tree) -> jax.Array:
+  return jnp.sqrt(sum(jnp.vdot(x, x) for x in jax.tree.leaves(tree)))
+
+
+def jit_step(fn, num_static: int = 2, donate=(2, 3, 4)):
+  """jit with AlgoPerf's shardings: arguments replicated except `batch`, which is batch-sharded.
+
+  `fn(static..., model_state, opt_state, params, batch, *rest)`; buffers are donated
+  on accelerators (not on CPU, where XLA cannot use them).
+  """
+  donate = donate if jax.default_backend() != 'cpu' else ()
+  return jax.jit(fn, static_argnums=tuple(range(num_static)), donate_argnums=donate)
+
+
+def place_batch(batch):
+  """Batches from AlgoPerf's test harness may be host numpy arrays: shard them."""
+  return sharding.shard_batch(batch)

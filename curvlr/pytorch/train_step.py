@@ -1,0 +1,46 @@
+"""The loss/gradient part of a PyTorch AlgoPerf step, shared by all our submissions."""
+import torch
+import torch.distributed.nn as dist_nn
+
+from curvlr import spec
+from curvlr.pytorch import distributed
+
+
+def loss_and_grad(workload, model, model_state, batch, rng, *, dropout_rate: float,
+                  label_smoothing: float = 0.0):
+  """Forward + backward of the globally normalised loss; fills `.grad`.
+
+  -> (loss: 0-d tensor, the global mean over valid examples; new_model_state).
+  Under DDP the summed loss and count are all-reduced with autograd-aware
+  collectives (whose backward all-reduces too), so together with DDP's gradient
+  averaging every rank holds the exact global-mean gradient.
+  """
+  model.train()
+  for p in model.parameters():
+    p.grad = None
+  logits, new_model_state = workload.model_fn(
+      model, batch, model_state, spec.ForwardPassMode.TRAIN, rng,
+      update_batch_norm=True, dropout_rate=dropout_rate)
+  out = workload.loss_fn(batch['targets'], logits, batch.get('weights'),
+                         label_smoothing=label_smoothing)
+  summed, n_valid = out['summed'], out['n_valid_examples']
+  if distributed.world_size() > 1:
+    summed = dist_nn.all_reduce(summed)
+    n_valid = dist_nn.all_reduce(torch.as_tensor(n_valid, dtype=summed.dtype))
+  loss = summed / n_valid
+  loss.backward()
+  return loss.detach(), new_model_state
+
+
+def grad_norm(model) -> torch.Tensor:
+  """L2 norm over all gradients (0-d tensor)."""
+  grads = [p.grad.detach().flatten() for p in model.parameters() if p.grad is not None]
+  return torch.linalg.vector_norm(torch.cat(grads))
+
+
+def log_metrics(workload, global_step: int, metrics: dict, every: int = 500,
+                first: int = 100) -> None:
+  """AlgoPerf's baseline cadence: steps <= 100, then every 500th; rank 0 only."""
+  if workload.metrics_logger is not None and (global_step <= first or global_step % every == 0):
+    workload.metrics_logger.append_scalar_metrics(
+        {k: float(v) for k, v in metrics.items()}, global_step)

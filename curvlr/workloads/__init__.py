@@ -1,0 +1,24 @@
+"""Workload registry of the local runner: name + framework -> Workload instance."""
+from typing import Optional
+
+from curvlr.workloads.criteo import config as criteo_config
+
+FRAMEWORKS = ('pytorch', 'jax')
+
+
+def available() -> tuple:
+  return tuple(sorted(criteo_config.CONFIGS))
+
+
+def get_workload(name: str, framework: str, data_dir: Optional[str] = None):
+  """Builds a workload; unknown names or frameworks raise ValueError listing the valid ones."""
+  if name not in criteo_config.CONFIGS:
+    raise ValueError(f'Unknown workload {name!r}. Available: {", ".join(available())}.')
+  if framework not in FRAMEWORKS:
+    raise ValueError(f'Unknown framework {framework!r}. Use one of {FRAMEWORKS}.')
+  cfg = criteo_config.CONFIGS[name]
+  if framework == 'pytorch':
+    from curvlr.workloads.criteo.pytorch_workload import CriteoPytorchWorkload
+    return CriteoPytorchWorkload(cfg, data_dir)
+  from curvlr.workloads.criteo.jax_workload import CriteoJaxWorkload
+  return CriteoJaxWorkload(cfg, data_dir)

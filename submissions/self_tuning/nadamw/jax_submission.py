@@ -1,0 +1,67 @@
+"""Self-tuning NAdamW baseline (JAX): AlgoPerf v0.6's external-tuning JAX file with the
+self-tuning hyperparameters, free of the self-tuning JAX file's bugs (ALGOPERF.md 5.5)."""
+
+import jax
+import jax.numpy as jnp
+
+from curvlr import spec
+from curvlr.core import batch_sizes, schedules
+from curvlr.jax import sharding, train_step
+from curvlr.jax.nadamw import nadamw_direction
+
+HPARAMS = schedules.NADAMW_BASELINE
+
+
+def get_batch_size(workload_name):
+  return batch_sizes.get_batch_size(workload_name)
+
+
+def init_optimizer_state(workload: spec.Workload, model_params, model_state,
+                         hyperparameters, rng) -> spec.OptimizerState:
+  del model_params, model_state, hyperparameters, rng
+  tx = nadamw_direction(1.0 - HPARAMS.one_minus_beta1, HPARAMS.beta2, HPARAMS.eps,
+                        HPARAMS.weight_decay)
+  zeros = jax.tree.map(lambda s: jnp.zeros(s.shape_tuple), workload.param_shapes)
+  return sharding.replicate(tx.init(zeros)), tx.update
+
+
+def _step(workload, update_fn, model_state, opt_state, params, batch, rng, lr):
+  (loss, new_model_state), grads = train_step.loss_and_grad(
+      workload, params, model_state, batch, rng, HPARAMS.dropout_rate,
+      HPARAMS.label_smoothing)
+  direction, new_opt_state = update_fn(grads, opt_state, params)
+  new_params = jax.tree.map(lambda p, u: p + lr * u, params, direction)
+  return new_opt_state, new_params, new_model_state, loss, train_step.global_norm(grads)
+
+
+_jitted_step = train_step.jit_step(_step)
+
+
+def update_params(workload, current_param_container, current_params_types, model_state,
+                  hyperparameters, batch, loss_type, optimizer_state, eval_results,
+                  global_step, rng, train_state=None) -> spec.UpdateReturn:
+  del current_params_types, hyperparameters, loss_type, eval_results, train_state
+  opt_state, update_fn = optimizer_state
+  lr = schedules.nadamw_baseline_lr(global_step, workload.step_hint, HPARAMS)
+  new_opt_state, new_params, new_model_state, loss, grad_norm = _jitted_step(
+      workload, update_fn, model_state, opt_state, current_param_container,
+      train_step.place_batch(batch), rng, jnp.float32(lr))
+  if workload.metrics_logger is not None and global_step % 100 == 0:
+    workload.metrics_logger.append_scalar_metrics(
+        {'loss': float(loss), 'grad_norm': float(grad_norm), 'lr': lr}, global_step)
+  return (new_opt_state, update_fn), new_params, new_model_state
+
+
+def prepare_for_eval(workload, current_param_container, current_params_types, model_state,
+                     hyperparameters, loss_type, optimizer_state, eval_results,
+                     global_step, rng) -> spec.UpdateReturn:
+  del workload, current_params_types, hyperparameters, loss_type, eval_results
+  del global_step, rng
+  return optimizer_state, current_param_container, model_state
+
+
+def data_selection(workload, input_queue, optimizer_state, current_param_container,
+                   model_state, hyperparameters, global_step, rng):
+  del workload, optimizer_state, current_param_container, model_state, hyperparameters
+  del global_step, rng
+  return next(input_queue)

@@ -1,0 +1,49 @@
+"""Self-tuning NAdamW baseline (PyTorch): AlgoPerf v0.6's, with JAX's schedule (lr = 0 after step_hint)."""
+from curvlr import spec
+from curvlr.core import batch_sizes, schedules
+from curvlr.pytorch import train_step
+from curvlr.pytorch.nadamw import NAdamW
+
+HPARAMS = schedules.NADAMW_BASELINE
+
+
+def get_batch_size(workload_name):
+  return batch_sizes.get_batch_size(workload_name)
+
+
+def init_optimizer_state(workload: spec.Workload, model_params, model_state,
+                         hyperparameters, rng) -> spec.OptimizerState:
+  del workload, model_state, hyperparameters, rng
+  return {'optimizer': NAdamW(model_params.parameters(),
+                              betas=(1.0 - HPARAMS.one_minus_beta1, HPARAMS.beta2),
+                              eps=HPARAMS.eps, weight_decay=HPARAMS.weight_decay)}
+
+
+def update_params(workload, current_param_container, current_params_types, model_state,
+                  hyperparameters, batch, loss_type, optimizer_state, eval_results,
+                  global_step, rng, train_state=None) -> spec.UpdateReturn:
+  del current_params_types, hyperparameters, loss_type, eval_results, train_state
+  model = current_param_container
+  loss, new_model_state = train_step.loss_and_grad(
+      workload, model, model_state, batch, rng, dropout_rate=HPARAMS.dropout_rate,
+      label_smoothing=HPARAMS.label_smoothing)
+  lr = schedules.nadamw_baseline_lr(global_step, workload.step_hint, HPARAMS)
+  optimizer_state['optimizer'].step(lr)
+  train_step.log_metrics(workload, global_step,
+                         {'loss': loss, 'grad_norm': train_step.grad_norm(model), 'lr': lr})
+  return optimizer_state, model, new_model_state
+
+
+def prepare_for_eval(workload, current_param_container, current_params_types, model_state,
+                     hyperparameters, loss_type, optimizer_state, eval_results,
+                     global_step, rng) -> spec.UpdateReturn:
+  del workload, current_params_types, hyperparameters, loss_type, eval_results
+  del global_step, rng
+  return optimizer_state, current_param_container, model_state
+
+
+def data_selection(workload, input_queue, optimizer_state, current_param_container,
+                   model_state, hyperparameters, global_step, rng):
+  del workload, optimizer_state, current_param_container, model_state, hyperparameters
+  del global_step, rng
+  return next(input_queue)

@@ -76,29 +76,29 @@ def representative_trials(result: scoring.ScoreResult) -> Dict[Tuple[str, str, s
   return chosen
 
 
-def speedups(result: scoring.ScoreResult, base: str) -> Tuple[pd.DataFrame, pd.DataFrame,
-                                                             pd.Series]:
-  """(ratios, labels, geometric means): workloads x other submissions; see docstring."""
+def speedups(result: scoring.ScoreResult, base: str
+             ) -> Tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+  """(ratios, labels, geometric means); ratios/labels: workloads both ran x other submissions."""
   raw = result.raw_times[list(result.times.columns)]
-  ran = result.trials.groupby(['submission', 'workload']).size()
-  budgets = result.trials.groupby(['submission', 'workload'])['budget_s'].max()
+  ran = result.trials.groupby(['submission', 'workload'])['budget_s'].max()
   others = [s for s in raw.index if s != base]
-  ratios = pd.DataFrame(np.nan, index=raw.columns, columns=others)
-  labels = pd.DataFrame('', index=raw.columns, columns=others)
+  workloads = [w for w in raw.columns if (base, w) in ran.index and any(
+      (s, w) in ran.index for s in others)]
+  ratios = pd.DataFrame(np.nan, index=pd.Index(workloads, name='workload'), columns=others)
+  labels = pd.DataFrame('', index=ratios.index, columns=others)
 
   def filled(submission: str, workload: str) -> float:
-    t = raw.loc[submission, workload]
-    budget = budgets.get((submission, workload), np.nan)
+    t, budget = raw.loc[submission, workload], ran[(submission, workload)]
     return budget + 1 if math.isinf(t) and np.isfinite(budget) else t
 
   for s in others:
-    for w in raw.columns:
-      if (s, w) not in ran.index or (base, w) not in ran.index:
+    for w in workloads:
+      if (s, w) not in ran.index:
         labels.loc[w, s] = 'not run'
         continue
       ratios.loc[w, s] = filled(s, w) / filled(base, w)
       missed = [n for n in (s, base) if math.isinf(raw.loc[n, w])]
-      labels.loc[w, s] = 'missed: ' + ', '.join(missed) if missed else ''
+      labels.loc[w, s] = ('missed: ' + ', '.join(missed)) if missed else ''
   valid = ratios.where(np.isfinite(ratios) & (ratios > 0))
   gmeans = np.exp(np.log(valid).mean(axis=0)).rename('geometric mean')
   return ratios, labels, gmeans
@@ -201,10 +201,10 @@ def build_report(scored: score_lib.Scored, output_dir: str,
            f'Time-to-target ratio t / t_{base} (< 1: faster); missed targets count as budget '
            '+ 1 s where the budget is known.', '',
            tables.markdown(table.astype(object).where(table.notna(), None)), '']
-    flagged = labels[labels != ''].stack()
-    if len(flagged):
-      md += ['Marked cells: ' + '; '.join(f'{s}/{w}: {v}' for (w, s), v in flagged.items()),
-             '']
+    flagged = [f'{s}/{w}: {labels.loc[w, s]}' for w in labels.index for s in labels.columns
+               if labels.loc[w, s]]
+    if flagged:
+      md += ['Marked cells: ' + '; '.join(flagged), '']
     md += [_image(png), '']
   chosen = representative_trials(result)
   md += ['## Curves', '']

@@ -25,6 +25,7 @@ class TrialResult:
   trial_dir: pathlib.Path
   eval_results: List[Tuple[int, Dict[str, Any]]]
   global_step: int
+  submission_time: float  # accumulated_submission_time at the end, seconds
   time_to_validation_target: Optional[float]  # seconds of submission time, None if missed
 
 
@@ -144,4 +145,5 @@ def train_once(workload, submission: types.ModuleType, backend, prng, *, trial_d
                                  global_step, preemption_count)
   hit = next((r['score'] for _, r in eval_results if workload.has_reached_validation_target(r)),
              None)
-  return TrialResult(trial_dir, eval_results, global_step, hit)
+  return TrialResult(trial_dir, eval_results, global_step,
+                     state['accumulated_submission_time'], hit)

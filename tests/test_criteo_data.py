@@ -2,6 +2,8 @@
 import numpy as np
 import pytest
 
+from conftest import TINY
+
 from curvlr.workloads.criteo import data, synthetic
 
 EMPTY = '\t'.join(['0'] + [''] * 13 + [''] * 26)
@@ -77,7 +79,7 @@ def test_eval_padding_weights_and_cycling(tiny_criteo_dir):
 
 
 def test_generator_deterministic_and_realistic(tmp_path, tiny_criteo_dir):
-  synthetic.generate(tmp_path, __import__('conftest').TINY)
+  synthetic.generate(tmp_path, TINY)
   for name in ('day_0_00', 'day_23_19', 'day_23_00'):
     assert (tmp_path / name).read_bytes() == (tiny_criteo_dir / name).read_bytes()
   labels = next(data.iterate_batches(tiny_criteo_dir, 'validation', 2000))['targets']

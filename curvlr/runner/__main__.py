@@ -84,9 +84,10 @@ def _broadcast_path(backend, path, args, name):
 
 
 def main():
+  from curvlr.runner.submission import MissingApiError
   try:
     run()
-  except (ValueError, FileNotFoundError, FileExistsError, AttributeError) as e:
+  except (ValueError, FileNotFoundError, FileExistsError, MissingApiError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
 

@@ -9,6 +9,10 @@ import types
 REQUIRED = ('init_optimizer_state', 'update_params', 'data_selection', 'get_batch_size')
 
 
+class MissingApiError(AttributeError):
+  """A submission module lacks a required AlgoPerf API function."""
+
+
 def load(submission_path: str) -> types.ModuleType:
   """Relative path -> dotted module import (AlgoPerf); absolute path -> file import."""
   path = pathlib.Path(submission_path)
@@ -26,7 +30,7 @@ def load(submission_path: str) -> types.ModuleType:
     module = importlib.import_module(str(path.with_suffix('')).replace(os.sep, '.'))
   missing = [name for name in REQUIRED if not callable(getattr(module, name, None))]
   if missing:
-    raise AttributeError(f'Submission {submission_path} lacks the AlgoPerf API function(s) '
+    raise MissingApiError(f'Submission {submission_path} lacks the AlgoPerf API function(s) '
                          f'{", ".join(missing)} (required: {", ".join(REQUIRED)}).')
   return module
 

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 
 from curvlr import spec
-from curvlr.core import batch_sizes, schedules
+from curvlr.core import api, batch_sizes, schedules
 from curvlr.jax import sharding, train_step
 from curvlr.jax.nadamw import nadamw_direction
 
@@ -52,16 +52,6 @@ def update_params(workload, current_param_container, current_params_types, model
   return (new_opt_state, update_fn), new_params, new_model_state
 
 
-def prepare_for_eval(workload, current_param_container, current_params_types, model_state,
-                     hyperparameters, loss_type, optimizer_state, eval_results,
-                     global_step, rng) -> spec.UpdateReturn:
-  del workload, current_params_types, hyperparameters, loss_type, eval_results
-  del global_step, rng
-  return optimizer_state, current_param_container, model_state
-
-
-def data_selection(workload, input_queue, optimizer_state, current_param_container,
-                   model_state, hyperparameters, global_step, rng):
-  del workload, optimizer_state, current_param_container, model_state, hyperparameters
-  del global_step, rng
-  return next(input_queue)
+# Evaluate the iterate as it is; feed batches in queue order.
+prepare_for_eval = api.identity_prepare_for_eval
+data_selection = api.data_selection

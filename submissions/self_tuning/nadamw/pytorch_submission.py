@@ -1,6 +1,6 @@
 """Self-tuning NAdamW baseline (PyTorch): AlgoPerf v0.6's, with JAX's schedule (lr = 0 after step_hint)."""
 from curvlr import spec
-from curvlr.core import batch_sizes, schedules
+from curvlr.core import api, batch_sizes, schedules
 from curvlr.pytorch import train_step
 from curvlr.pytorch.nadamw import NAdamW
 
@@ -34,16 +34,6 @@ def update_params(workload, current_param_container, current_params_types, model
   return optimizer_state, model, new_model_state
 
 
-def prepare_for_eval(workload, current_param_container, current_params_types, model_state,
-                     hyperparameters, loss_type, optimizer_state, eval_results,
-                     global_step, rng) -> spec.UpdateReturn:
-  del workload, current_params_types, hyperparameters, loss_type, eval_results
-  del global_step, rng
-  return optimizer_state, current_param_container, model_state
-
-
-def data_selection(workload, input_queue, optimizer_state, current_param_container,
-                   model_state, hyperparameters, global_step, rng):
-  del workload, optimizer_state, current_param_container, model_state, hyperparameters
-  del global_step, rng
-  return next(input_queue)
+# Evaluate the iterate as it is; feed batches in queue order.
+prepare_for_eval = api.identity_prepare_for_eval
+data_selection = api.data_selection

@@ -9,4 +9,6 @@ Modules:
   calibrate `python -m analysis.calibrate`: budget for new hardware from baseline runs.
   plots     matplotlib (Agg) figures.
   report    `python -m analysis.report`: markdown + CSV leaderboard and PNG plots.
+  tables    markdown tables for stdout and reports.
+  fixtures  writes small synthetic AlgoPerf-layout run dirs (tests, demos).
 """

@@ -14,7 +14,7 @@ for `python -m analysis.score --hardware_table FILE.json` and prints the factors
 import argparse
 import json
 import sys
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 from analysis import hardware
 from analysis import logs
@@ -24,7 +24,7 @@ from analysis import targets as targets_lib
 
 
 def _side(directory: str, submission: Optional[str], hardware_key: Optional[str],
-          role: str) -> tuple:
+          role: str) -> Tuple[List[logs.Trial], str]:
   """(trials of one submission, hardware key) from one dir; errors name the dir."""
   trials: List[logs.Trial] = logs.load_experiment([directory]).trials
   names = sorted({t.submission for t in trials})
@@ -44,7 +44,8 @@ def _side(directory: str, submission: Optional[str], hardware_key: Optional[str]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser = argparse.ArgumentParser(prog='python -m analysis.calibrate',
+                                   description=__doc__.split('\n')[0])
   parser.add_argument('--reference_dir', required=True)
   parser.add_argument('--target_dir', required=True)
   parser.add_argument('--output', required=True, help='hardware table JSON to write')
@@ -63,7 +64,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     cal = hardware.calibrate(ref_trials, new_trials, ref_key, new_key, args.version,
                              hardware.load_table(args.hardware_table),
                              targets_lib.get_targets(args.targets))
-  except (logs.LogError, ValueError) as e:
+  except (ValueError, OSError) as e:  # LogError, bad input files
     print(f'error: {e}', file=sys.stderr)
     return 1
   note = f'runs: {args.reference_dir} vs {args.target_dir}'

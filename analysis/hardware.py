@@ -50,13 +50,9 @@ class Hardware(NamedTuple):
 
 class Budget(NamedTuple):
   """The budget a trial is scored against."""
-  seconds: Optional[float]  # accumulated_submission_time limit (ruleset factor applied); None: no cut
+  seconds: Optional[float]  # limit on accumulated_submission_time, ruleset factor in; None: no cut
   hardware: str
   source: str
-
-  def describe(self) -> str:
-    amount = 'none' if self.seconds is None else f'{self.seconds:g} s'
-    return f'{amount} on {self.hardware} ({self.source})'
 
 
 def _memory_gb(memory_mib: object) -> Optional[int]:
@@ -90,7 +86,8 @@ def _as_count(value: object) -> Optional[int]:
 
 
 def detect_hardware(meta: Mapping[str, object]) -> Hardware:
-  """Hardware of a trial from its (flattened) meta_data; see module docstring."""
+  """Hardware of a trial from its meta_data (nested or flat keys); see module docstring."""
+  meta = logs.flatten(meta)
   ours = meta.get('hardware.accelerator')
   if ours is not None:
     name, count, source = str(ours), _as_count(meta.get('hardware.device_count')), 'hardware.*'

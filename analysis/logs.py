@@ -33,6 +33,10 @@ file, or raises LogError; never a silent number):
     checkpoint, so `score` keeps accumulating), trial flagged `preempted`.
   - unreadable meta_data/flags/hparams JSON: noted and ignored.
   - a workload dir without `_jax`/`_pytorch`: framework 'unknown', noted.
+  - trial dirs at another depth than the layout's (e.g. stray `trial_<k>` dirs
+    directly in a study dir, as in the official v0.5 logs): ignored, noted
+    (AlgoPerf's loader never reaches them either); trial dirs inside
+    `<workload>_<framework>` dirs at mixed depths: LogError.
   - one workload of one submission in several frameworks: LogError (AlgoPerf
     fails on it too), unless `split_frameworks`, which renames each submission
     to `<submission>_<framework>`.
@@ -58,6 +62,7 @@ MEASUREMENTS_FILE = 'measurements.csv'
 TIME_COLUMN = 'score'  # == accumulated_submission_time (AlgoPerf's time_col)
 _JSON_FILE_RE = re.compile(r'(meta_data|flags)_(\d+)\.json')
 _LAYOUT_DEPTHS = {4: 'submission dir', 3: 'one submission', 2: 'one experiment'}
+_LOG = logging.getLogger(__name__)
 
 
 class LogError(ValueError):
@@ -79,6 +84,9 @@ class Trial:
   hparams: Optional[Dict[str, object]]  # hparams.json (external tuning only)
   preemption_count: int
   notes: Tuple[str, ...]  # everything odd found while loading
+  # Positions in os.listdir of each directory from the experiment dir down: the
+  # (filesystem-dependent) row order of AlgoPerf's loader, used for its tie-break.
+  listing_rank: Tuple[int, ...] = ()
 
   @property
   def preempted(self) -> bool:
@@ -96,16 +104,31 @@ class Experiment(NamedTuple):
 
 
 def _note(notes: List[str], message: str) -> None:
-  logging.warning(message)
+  _LOG.warning(message)
   notes.append(message)
 
 
-def _parse_number(value: str) -> float:
+def _parse_cell(path: str, line: int, column: str, value: str) -> float:
+  """'' -> NaN, 'True'/'False' -> 1/0, else float; LogError names file, line, column."""
+  value = value.strip()
   if value == '':
     return math.nan
   if value in ('True', 'False'):
     return float(value == 'True')
-  return float(value)
+  try:
+    return float(value)
+  except ValueError:
+    raise LogError(f'{path}:{line}: column {column!r}: cannot parse {value!r} as a '
+                   'number') from None
+
+
+def _rows(text: str) -> List[Tuple[int, List[str]]]:
+  """(1-based line number, fields) of every non-blank line."""
+  if '"' in text:  # quoted fields: let the csv module split
+    reader = csv.reader(io.StringIO(text))
+    return [(reader.line_num, row) for row in reader if row]
+  return [(n, line.split(',')) for n, line in enumerate(text.splitlines(), start=1)
+          if line.strip()]
 
 
 def read_csv(path: str) -> Tuple[pd.DataFrame, List[str]]:
@@ -125,46 +148,50 @@ def read_csv(path: str) -> Tuple[pd.DataFrame, List[str]]:
     _note(notes, f'{path}: empty file')
     return pd.DataFrame(), notes
   terminated = text.endswith('\n')
-  reader = csv.reader(io.StringIO(text))
-  lines = [(reader.line_num, row) for row in reader]
-  header = lines[0][1]
+  (_, header), *body = _rows(text)
   if len(header) != len(set(header)) or '' in header:
     raise LogError(f'{path}:1: malformed header {header!r}')
-  body = [(n, row) for n, row in lines[1:] if row]
   if not body:
     _note(notes, f'{path}: header only, no rows')
+  if body and len(body[-1][1]) != len(header) and not terminated:
+    _note(notes, f'{path}:{body[-1][0]}: expected {len(header)} fields, got '
+          f'{len(body[-1][1])} (unterminated last line, a partial write): row dropped')
+    body, terminated = body[:-1], True
+  for line, row in body:
+    if len(row) != len(header):
+      raise LogError(f'{path}:{line}: expected {len(header)} fields, got {len(row)}')
+  try:  # fast path; the structure is checked above, so pandas cannot pad short rows
+    values = pd.read_csv(io.StringIO(text), nrows=len(body), dtype=float,
+                         keep_default_na=False, na_values=['', 'nan', 'NaN']).to_numpy()
+  except (ValueError, TypeError):
+    values = _parse_rows(path, header, body, terminated, notes)
+  if body and not terminated and len(values) == len(body):
+    _note(notes, f'{path}:{body[-1][0]}: last line has no trailing newline; kept, but it may '
+          'be truncated')
+  return pd.DataFrame(values, columns=header, dtype=float), notes
+
+
+def _parse_rows(path: str, header: List[str], body: List[Tuple[int, List[str]]],
+                terminated: bool, notes: List[str]) -> np.ndarray:
+  """Cell-by-cell parse; an unparsable unterminated last row is dropped, others raise."""
   rows = []
   for i, (line, row) in enumerate(body):
-    partial = i == len(body) - 1 and not terminated
     try:
-      if len(row) != len(header):
-        raise LogError(f'{path}:{line}: expected {len(header)} fields, got {len(row)}')
-      values = []
-      for name, value in zip(header, row):
-        try:
-          values.append(_parse_number(value.strip()))
-        except ValueError:
-          raise LogError(f'{path}:{line}: column {name!r}: cannot parse {value!r} as a '
-                         'number') from None
+      rows.append([_parse_cell(path, line, name, value) for name, value in zip(header, row)])
     except LogError as e:
-      if not partial:
+      if i < len(body) - 1 or terminated:
         raise
       _note(notes, f'{e} (unterminated last line, a partial write): row dropped')
-      continue
-    if partial:
-      _note(notes, f'{path}:{line}: last line has no trailing newline; kept, but it may '
-            'be truncated')
-    rows.append(values)
-  return pd.DataFrame(rows, columns=header, dtype=float), notes
+  return np.array(rows, dtype=float).reshape(len(rows), len(header))
 
 
-def _flatten(d: dict, prefix: str = '') -> Dict[str, object]:
+def flatten(d: dict, prefix: str = '') -> Dict[str, object]:
   """{'hardware': {'accelerator': x}} -> {'hardware.accelerator': x}."""
   flat = {}
   for key, value in d.items():
     name = f'{prefix}{key}'
     if isinstance(value, dict):
-      flat.update(_flatten(value, f'{name}.'))
+      flat.update(flatten(value, f'{name}.'))
     else:
       flat[name] = value
   return flat
@@ -214,11 +241,12 @@ def _json_by_preemption(path: str, notes: List[str]) -> Dict[str, Dict[int, dict
     if match:
       value = _read_json(os.path.join(path, name), notes)
       if value is not None:
-        found[match.group(1)][int(match.group(2))] = _flatten(value)
+        found[match.group(1)][int(match.group(2))] = flatten(value)
   return found
 
 
-def load_trial(path: str, submission: str, study: str) -> Trial:
+def load_trial(path: str, submission: str, study: str,
+               listing_rank: Tuple[int, ...] = ()) -> Trial:
   """Loads one `<...>/<workload>_<framework>/trial_<k>` directory."""
   notes = []
   workload, framework = split_workload_dir(os.path.basename(os.path.dirname(path)))
@@ -252,11 +280,11 @@ def load_trial(path: str, submission: str, study: str) -> Trial:
             f'{framework!r}; using the directory')
   trial = int(TRIAL_DIR_RE.fullmatch(os.path.basename(path)).group(1))
   return Trial(submission, study, workload, framework, trial, path, evals, meta, flags,
-               hparams, preemption_count, tuple(notes))
+               hparams, preemption_count, tuple(notes), listing_rank)
 
 
 def _find_trial_dirs(root: str, depth: int = 0) -> List[Tuple[str, ...]]:
-  """Relative paths (as parts) of trial dirs up to 4 levels below root."""
+  """Relative paths (as parts) of trial dirs up to 6 levels below root (4 are valid)."""
   found = []
   with os.scandir(root) as entries:
     for entry in sorted(entries, key=lambda e: e.name):
@@ -264,7 +292,7 @@ def _find_trial_dirs(root: str, depth: int = 0) -> List[Tuple[str, ...]]:
         continue
       if TRIAL_DIR_RE.fullmatch(entry.name):
         found.append((entry.name,))
-      elif depth < 3:
+      elif depth < 5:
         found += [(entry.name,) + rest for rest in _find_trial_dirs(entry.path, depth + 1)]
   return found
 
@@ -280,9 +308,17 @@ def _timestamp_siblings(root: str) -> List[str]:
           if pattern.fullmatch(d) and os.path.isdir(os.path.join(parent, d))]
 
 
-def _layout_depth(root: str, trial_dirs: List[Tuple[str, ...]]) -> int:
+def _layout(root: str, notes: List[str]) -> Tuple[int, List[Tuple[str, ...]]]:
+  """(depth, trial dirs at that depth) of a root; see the module docstring.
+
+  The depth is that of the trial dirs inside `<workload>_<framework>` dirs (of
+  all trial dirs if there are none); trial dirs elsewhere are skipped with a note
+  (AlgoPerf's loader never reaches them either).
+  """
+  trial_dirs = _find_trial_dirs(root)
+  typed = [p for p in trial_dirs if len(p) > 1 and WORKLOAD_DIR_RE.fullmatch(p[-2])]
   depths = {}
-  for parts in trial_dirs:
+  for parts in typed or trial_dirs:
     depths.setdefault(len(parts), os.path.join(root, *parts))
   if not depths:
     raise LogError(f'{root}: no trial_<k> directories found (expected '
@@ -292,32 +328,53 @@ def _layout_depth(root: str, trial_dirs: List[Tuple[str, ...]]) -> int:
     raise LogError(f'{root}: trial dirs at unsupported or mixed depths ({examples}); '
                    'expected one of ' + ', '.join(
                        f'{n} (depth {d})' for d, n in _LAYOUT_DEPTHS.items()))
-  return next(iter(depths))
+  depth = next(iter(depths))
+  for parts in trial_dirs:
+    if len(parts) != depth:
+      _note(notes, f'{os.path.join(root, *parts)}: trial dir outside the '
+            f'{_LAYOUT_DEPTHS[depth]} layout (depth {len(parts)}, not {depth}); ignored')
+  return depth, [p for p in trial_dirs if len(p) == depth]
+
+
+def _listing_rank(top: str, parts: Tuple[str, ...],
+                  listings: Dict[str, List[str]]) -> Tuple[int, ...]:
+  """Position of each of `parts` in os.listdir of its parent, from `top` down."""
+  rank, parent = [], top
+  for name in parts:
+    if parent not in listings:
+      listings[parent] = os.listdir(parent)
+    rank.append(listings[parent].index(name))
+    parent = os.path.join(parent, name)
+  return tuple(rank)
 
 
 def _load_root(root: str, notes: List[str]) -> List[Trial]:
   root = os.path.normpath(root)
   if not os.path.isdir(root):
     raise LogError(f'{root}: not a directory')
-  trial_dirs = _find_trial_dirs(root)
-  depth = _layout_depth(root, trial_dirs)
+  depth, trial_dirs = _layout(root, notes)
+  listings = {}
   if depth == 4:
-    placed = [(os.path.join(root, *parts), strip_timestamp(parts[0]), parts[1])
-              for parts in trial_dirs]
+    placed = [(os.path.join(root, *parts), strip_timestamp(parts[0]), parts[1],
+               _listing_rank(root, parts, listings)) for parts in trial_dirs]
   else:
     name = os.path.basename(os.path.abspath(root))
     placed = []
     for directory in [root] + _timestamp_siblings(root):
       if directory != root:
         _note(notes, f'{directory}: merged into {name} (timestamped copy, as AlgoPerf does)')
-        sub_dirs = _find_trial_dirs(directory)
-        if _layout_depth(directory, sub_dirs) != depth:
+        sub_depth, sub_dirs = _layout(directory, notes)
+        if sub_depth != depth:
           raise LogError(f'{directory}: layout differs from {root}')
       else:
         sub_dirs = trial_dirs
       placed += [(os.path.join(directory, *parts), strip_timestamp(name),
-                  parts[0] if depth == 3 else name) for parts in sub_dirs]
-  trials = [load_trial(path, submission, study) for path, submission, study in placed]
+                  parts[0] if depth == 3 else name,
+                  _listing_rank(os.path.dirname(os.path.abspath(directory)),
+                                (os.path.basename(os.path.abspath(directory)),) + parts,
+                                listings))
+                 for parts in sub_dirs]
+  trials = [load_trial(*args) for args in placed]
   for t in trials:
     notes += t.notes
   return trials

@@ -13,9 +13,12 @@ Per study the plotted trial is the one scoring chose; for a study that missed
 the target, its trial with the best metric value.
 Speedups follow AlgoPerf's compute_speedups.py: time-to-target ratio
 t_submission / t_baseline on the median times before the 4x cut, infinite times
-replaced by the run's budget + 1 s when the budget is known, geometric mean over
-workloads both submissions ran (finite ratios only). Baselines are found by name:
-an exact match, else names starting with the pattern, else containing it
+replaced by budget + 1 s, geometric mean of the ratios. Deviations: the budget is
+the run's own resolved budget (hardware, version and ruleset factor; AlgoPerf
+uses its v0.5 budget table x3 for self-tuning), infinite times stay infinite when
+no budget is known, and only workloads both submissions ran (finite ratios)
+enter the mean (AlgoPerf: all base workloads). Baselines are found by name: an
+exact match, else names starting with the pattern, else containing it
 (case-insensitive); the shortest wins.
 """
 import argparse
@@ -165,12 +168,13 @@ def build_report(scored: score_lib.Scored, output_dir: str,
   paths.append(os.path.join(output_dir, 'leaderboard.csv'))
   board.to_csv(paths[-1])
   profile_png = plots.plot_profile(result.profile, result.scores, result.denominator_note,
+                                   result.settings['reference'],
                                    os.path.join(output_dir, 'performance_profile.png'))
   paths.append(profile_png)
   s = result.settings
   md = [
       '# Benchmark report', '',
-      f'AlgoPerf {s["version"]} scoring, {s["ruleset"]} tuning ruleset; ratios against '
+      f'AlgoPerf {s["version"]} scoring, {s["ruleset"]} ruleset; ratios against '
       f'{s["reference"]}; tau = {s["taus"]}; targets: {s["targets"]}; hardware budgets: '
       f'{s["hardware"]}.', '',
       f'Denominator of the performance profile: {result.denominator_note}.', '',
@@ -194,8 +198,8 @@ def build_report(scored: score_lib.Scored, output_dir: str,
     table.loc['geometric mean'] = gmeans
     csv_path = os.path.join(output_dir, f'speedups_vs_{base}.csv')
     table.to_csv(csv_path)
-    png = plots.plot_speedups(ratios, base, os.path.join(output_dir, f'speedups_vs_{base}.png'),
-                              labels)
+    png = plots.plot_speedups(ratios, labels, base,
+                              os.path.join(output_dir, f'speedups_vs_{base}.png'))
     paths += [csv_path, png]
     md += [f'## Speedups against `{base}` (matched `{pattern}`)', '',
            f'Time-to-target ratio t / t_{base} (< 1: faster); missed targets count as budget '
@@ -212,7 +216,7 @@ def build_report(scored: score_lib.Scored, output_dir: str,
     target = scored.targets[workload]
     png = plots.plot_validation_curves(
         _curves(scored, chosen, workload), workload, target.metric, target.target,
-        list(result.trials.loc[result.trials['workload'] == workload, 'budget_s']),
+        target.minimize, list(result.trials.loc[result.trials['workload'] == workload, 'budget_s']),
         os.path.join(output_dir, f'curves_{workload}.png'))
     paths.append(png)
     md += [f'### {workload}', '', _image(png), '']
@@ -230,14 +234,15 @@ def build_report(scored: score_lib.Scored, output_dir: str,
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser = argparse.ArgumentParser(prog='python -m analysis.report',
+                                   description=__doc__.split('\n')[0])
   score_lib.add_scoring_flags(parser)
   parser.add_argument('--baselines', default=','.join(DEFAULT_BASELINES),
                       help='comma-separated name patterns of the submissions to compare with')
   args = parser.parse_args(argv)
   try:
     scored = score_lib.score_from_args(args)
-  except (logs.LogError, scoring.ScoringError, ValueError) as e:
+  except (ValueError, OSError) as e:  # LogError, ScoringError, bad input files
     print(f'error: {e}', file=sys.stderr)
     return 1
   paths = build_report(scored, args.output_dir, [b for b in args.baselines.split(',') if b])

@@ -3,7 +3,7 @@
   python -m analysis.score --submission_dir DIR [DIR ...] --output_dir OUT \
       [--targets FILE] [--version v0.6|v0.5] [--self_tuning] [--reference SUB] \
       [--hardware auto|none|PROFILE] [--hardware_table FILE ...] [--strict] \
-      [--split_frameworks] [--exclude_submissions A,B]
+      [--split_frameworks] [--exclude_submissions A,B] [--tie_break trial_number|listdir]
 
 Writes to OUT: scores.csv, time_to_targets.csv (median over studies, before the
 variant rules and 4x cut, as AlgoPerf), time_to_targets_scored.csv,
@@ -13,6 +13,7 @@ Scoring rules and every deviation from AlgoPerf: analysis/scoring.py.
 """
 import argparse
 import json
+import logging
 import os
 import sys
 from typing import Dict, List, NamedTuple, Optional, Sequence
@@ -55,8 +56,8 @@ def score_directory(submission_dirs: Sequence[str], targets_file: Optional[str] 
                     version: str = 'v0.6', self_tuning: bool = False,
                     reference: Optional[str] = None, hardware_arg: str = HARDWARE_AUTO,
                     hardware_tables: Sequence[str] = (), strict: bool = False,
-                    split_frameworks: bool = False,
-                    exclude_submissions: Sequence[str] = ()) -> Scored:
+                    split_frameworks: bool = False, exclude_submissions: Sequence[str] = (),
+                    tie_break: str = 'trial_number') -> Scored:
   """Loads, resolves budgets and scores; see the module docstring for the flags."""
   if version not in scoring.RULES:
     raise ValueError(f'unknown version {version!r}; one of {sorted(scoring.RULES)}')
@@ -66,7 +67,7 @@ def score_directory(submission_dirs: Sequence[str], targets_file: Optional[str] 
   budgets = resolve_budgets(experiment.trials, targets, rules, self_tuning, hardware_arg,
                             hardware_tables)
   result = scoring.score_trials(experiment.trials, targets, rules, budgets, self_tuning,
-                                reference, strict)
+                                reference, strict, tie_break)
   settings = dict(result.settings, submission_dirs=list(submission_dirs),
                   targets=targets_file or 'AlgoPerf table', hardware=hardware_arg,
                   hardware_tables=[hardware.DEFAULT_TABLE] + list(hardware_tables))
@@ -126,12 +127,12 @@ def write_scores(scored: Scored, output_dir: str) -> List[str]:
   return paths
 
 
-def summary_text(scored: Scored) -> str:
-  """The human-readable stdout summary."""
+def summary_text(scored: Scored, max_notes: int = 20) -> str:
+  """The human-readable stdout summary (at most `max_notes` notes)."""
   result = scored.result
   s = result.settings
   lines = [
-      f'AlgoPerf {s["version"]} scoring, {s["ruleset"]} tuning ruleset; ratios against '
+      f'AlgoPerf {s["version"]} scoring, {s["ruleset"]} ruleset; ratios against '
       f'{s["reference"]}; tau = {s["taus"]}',
       f'Denominator: {result.denominator_note}',
       '', tables.markdown(leaderboard(result)), '',
@@ -140,7 +141,9 @@ def summary_text(scored: Scored) -> str:
   ]
   notes = result.notes + scored.experiment.notes
   if notes:
-    lines += ['', f'Notes ({len(notes)}):'] + [f'  - {n}' for n in notes]
+    lines += ['', f'Notes ({len(notes)}):'] + [f'  - {n}' for n in notes[:max_notes]]
+    if len(notes) > max_notes:
+      lines.append(f'  ... {len(notes) - max_notes} more in scoring.json')
   return '\n'.join(lines)
 
 
@@ -170,22 +173,28 @@ def add_scoring_flags(parser: argparse.ArgumentParser) -> None:
                       'runs in several frameworks')
   parser.add_argument('--exclude_submissions', default='',
                       help='comma-separated submission names to leave out')
+  parser.add_argument('--tie_break', choices=scoring.TIE_BREAKS, default='trial_number',
+                      help='trial order for equal first-hit eval indices; listdir: '
+                      'AlgoPerf\'s literal (filesystem-dependent) os.listdir order')
 
 
 def score_from_args(args: argparse.Namespace) -> Scored:
+  """Scores per the shared flags; loader warnings go to the summary, not to stderr."""
+  logging.getLogger('analysis').setLevel(logging.ERROR)
   return score_directory(
       args.submission_dir, args.targets, args.version, args.self_tuning, args.reference,
       args.hardware, args.hardware_table, args.strict, args.split_frameworks,
-      [s for s in args.exclude_submissions.split(',') if s])
+      [s for s in args.exclude_submissions.split(',') if s], args.tie_break)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser = argparse.ArgumentParser(prog='python -m analysis.score',
+                                   description=__doc__.split('\n')[0])
   add_scoring_flags(parser)
   args = parser.parse_args(argv)
   try:
     scored = score_from_args(args)
-  except (logs.LogError, scoring.ScoringError, ValueError) as e:
+  except (ValueError, OSError) as e:  # LogError, ScoringError, bad input files
     print(f'error: {e}', file=sys.stderr)
     return 1
   paths = write_scores(scored, args.output_dir)

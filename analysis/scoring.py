@@ -31,7 +31,12 @@ Deviations from AlgoPerf's code:
   - Evals with a NaN/inf `score` never count as hits (AlgoPerf: NaN time).
   - A trial without eval_measurements.csv counts as never reaching the target
     (AlgoPerf drops it; a study left without trials then leaves the median).
-  - Trial order (for ties): trial number, then path; AlgoPerf: os.listdir order.
+  - Trial order for equal first-hit indices: trial number, then path. AlgoPerf
+    takes the first row of its frame, i.e. os.listdir order, which depends on the
+    filesystem; `tie_break='listdir'` reproduces it on the current filesystem.
+    This matters on real logs: the official v0.6 external leaderboard scores the
+    NAdamW baseline 0.4590; 'listdir' gives 0.458965 here, 'trial_number' 0.471591
+    (shampoo's fastmri study_0: trials 2 and 5 both first hit at eval 7).
   - A (submission, workload) without runs is inf (AlgoPerf: NaN from the
     pivot; identical effect on rho and score).
   - Denominator: AlgoPerf divides by 8 and raises KeyError when a base workload
@@ -53,6 +58,7 @@ Deviations from AlgoPerf's code:
   - numpy.trapezoid instead of the removed numpy.trapz (same numbers).
 """
 import math
+import os
 from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
@@ -63,6 +69,7 @@ from analysis import logs
 from analysis import targets as targets_lib
 
 TAUS = np.linspace(1.0, 4.0, 100)
+TIE_BREAKS = ('trial_number', 'listdir')
 
 
 class Rules(NamedTuple):
@@ -86,7 +93,7 @@ class ScoringError(ValueError):
 class ScoreResult(NamedTuple):
   trials: pd.DataFrame  # one row per trial
   studies: pd.DataFrame  # one row per (submission, workload, study)
-  raw_times: pd.DataFrame  # submissions x workloads, median over studies (s); AlgoPerf's time_to_targets.csv
+  raw_times: pd.DataFrame  # submissions x workloads, median over studies (s), as time_to_targets.csv
   times: pd.DataFrame  # submissions x profile workloads after variant rules and 4x cut (s)
   ratios: pd.DataFrame  # submissions x profile workloads
   profile: pd.DataFrame  # submissions x TAUS, rho_s(tau)
@@ -204,14 +211,17 @@ def _trial_row(trial: logs.Trial, target: targets_lib.Target,
       'reached_after_budget': index < 0 <= unbudgeted,
       'best_metric': best, 'time_to_best_s': time_to_best,
       'step_time_s': hardware.step_time(evals), 'preempted': trial.preempted,
-      'path': trial.path,
+      'path': trial.path, 'listing_rank': trial.listing_rank,
   }
 
 
-def _study_rows(trial_rows: pd.DataFrame) -> List[Dict[str, object]]:
+def _study_rows(trial_rows: pd.DataFrame, tie_break: str) -> List[Dict[str, object]]:
   rows = []
   keys = ['submission', 'workload', 'study']
   for (submission, workload, study), group in trial_rows.groupby(keys, sort=True):
+    if tie_break == 'listdir':
+      ranks = list(group['listing_rank'])
+      group = group.iloc[sorted(range(len(group)), key=ranks.__getitem__)]
     position = best_trial(list(group['first_hit_index']))
     chosen = None if position is None else group.iloc[position]
     rows.append({
@@ -273,15 +283,51 @@ def _workload_sets(present: Sequence[str], rules: Rules
   return not custom, profile, variants, unscored
 
 
+def _median_times(studies: pd.DataFrame, columns: Sequence[str],
+                  notes: List[str]) -> pd.DataFrame:
+  """submissions x columns: np.median of study times; no runs -> inf (noted)."""
+  medians = studies.groupby(['submission', 'workload'])['time_s'].apply(
+      lambda s: float(np.median(s.to_numpy())))
+  submissions = sorted(studies['submission'].unique())
+  raw = pd.DataFrame(np.inf, index=pd.Index(submissions, name='submission'), columns=columns)
+  for (submission, workload), value in medians.items():
+    raw.loc[submission, workload] = value
+  missing = [(s, w) for s in submissions for w in columns if (s, w) not in medians.index]
+  if missing:
+    notes.append('no runs, counted as not reached (inf): ' +
+                 ', '.join(f'{s}/{w}' for s, w in missing))
+  return raw
+
+
+def _denominator(algoperf_mode: bool, present: Sequence[str],
+                 profile_workloads: Sequence[str]) -> Tuple[Tuple[str, ...], str]:
+  """(workloads rho divides by, a sentence saying which)."""
+  if not algoperf_mode:
+    return tuple(profile_workloads), (f'{len(profile_workloads)} scored workloads: '
+                                      f'{", ".join(profile_workloads)}')
+  absent = [w for w in targets_lib.BASE_WORKLOADS if w not in present]
+  note = f'{len(targets_lib.BASE_WORKLOADS)} AlgoPerf base workloads'
+  if absent:
+    note += f' ({", ".join(absent)} without runs: not reached)'
+  return tuple(targets_lib.BASE_WORKLOADS), note
+
+
 def score_trials(trials: Sequence[logs.Trial], targets: Mapping[str, targets_lib.Target],
                  rules: Rules, budgets: Mapping[str, hardware.Budget],
                  self_tuning: bool = False, reference: Optional[str] = None,
-                 strict: bool = False) -> ScoreResult:
-  """Scores trials against targets; `budgets` maps trial path -> Budget."""
+                 strict: bool = False, tie_break: str = 'trial_number') -> ScoreResult:
+  """Scores trials against targets; `budgets` maps trial path -> Budget.
+
+  `tie_break` orders the trials of a study for equal first-hit indices:
+  'trial_number' (then path), or 'listdir', AlgoPerf's literal order (os.listdir,
+  filesystem dependent).
+  """
+  if tie_break not in TIE_BREAKS:
+    raise ScoringError(f'tie_break must be one of {TIE_BREAKS}, got {tie_break!r}')
   notes = []
   no_target = sorted({t.workload for t in trials if t.workload not in targets})
   if no_target:
-    paths = sorted({t.path.rsplit('/', 1)[0] for t in trials if t.workload in no_target})
+    paths = sorted({os.path.dirname(t.path) for t in trials if t.workload in no_target})
     notes.append(f'no target for workload(s) {no_target}; not scored (pass --targets). '
                  f'Skipped: {paths}')
   trials = [t for t in trials if t.workload in targets]
@@ -294,19 +340,10 @@ def score_trials(trials: Sequence[logs.Trial], targets: Mapping[str, targets_lib
   present = sorted(trial_rows['workload'].unique())
   algoperf_mode, profile_workloads, variants, unscored = _workload_sets(present, rules)
   _check_counts(trial_rows, rules, self_tuning, strict, algoperf_mode, notes)
-  studies = pd.DataFrame(_study_rows(trial_rows)).astype({'chosen_trial': 'Int64'})
+  studies = pd.DataFrame(_study_rows(trial_rows, tie_break)).astype({'chosen_trial': 'Int64'})
 
-  submissions = sorted(trial_rows['submission'].unique())
   columns = sorted(set(present) | set(profile_workloads) | set(variants))
-  medians = studies.groupby(['submission', 'workload'])['time_s'].apply(
-      lambda s: float(np.median(s.to_numpy())))
-  raw = pd.DataFrame(np.inf, index=pd.Index(submissions, name='submission'), columns=columns)
-  for (submission, workload), value in medians.items():
-    raw.loc[submission, workload] = value
-  missing = [(s, w) for s in submissions for w in columns if (s, w) not in medians.index]
-  if missing:
-    notes.append('no runs, counted as not reached (inf): ' +
-                 ', '.join(f'{s}/{w}' for s, w in missing))
+  raw = _median_times(studies, columns, notes)
   if unscored:
     notes.append(f'workload(s) {unscored} are AlgoPerf variants outside this version\'s '
                  'rules: time reported, not in the profile')
@@ -316,21 +353,13 @@ def score_trials(trials: Sequence[logs.Trial], targets: Mapping[str, targets_lib
   if reference is not None and ((ratios == 0) & np.isinf(times.loc[reference])).any().any():
     notes.append(f'reference {reference!r} missed a target another submission reached; as '
                  'in AlgoPerf that ratio is 0 and counts as <= tau for every tau')
-  if algoperf_mode:
-    denominator = tuple(targets_lib.BASE_WORKLOADS)
-    absent = [w for w in denominator if w not in present]
-    note = f'{len(denominator)} AlgoPerf base workloads'
-    if absent:
-      note += f' ({", ".join(absent)} without runs: not reached)'
-  else:
-    denominator = tuple(profile_workloads)
-    note = f'{len(denominator)} scored workloads: {", ".join(denominator)}'
+  denominator, note = _denominator(algoperf_mode, present, profile_workloads)
   profile = performance_profile(ratios, len(denominator))
   scores = benchmark_scores(profile)
   settings = {
-      'version': rules.version, 'ruleset': 'self' if self_tuning else 'external',
+      'version': rules.version, 'ruleset': 'self-tuning' if self_tuning else 'external tuning',
       'reference': reference or 'fastest submission per workload', 'strict': strict,
-      'taus': f'linspace(1, 4, {len(TAUS)})', 'variants': variants,
+      'taus': f'linspace(1, 4, {len(TAUS)})', 'variants': variants, 'tie_break': tie_break,
   }
   return ScoreResult(trial_rows, studies, raw, times, ratios, profile, scores, denominator,
                      note, settings, notes)

@@ -1,6 +1,7 @@
 """AlgoPerf scoring rules on hand-computable logs (analysis.scoring, analysis.score)."""
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -248,3 +249,16 @@ def test_score_cli_writes_files_and_prints_table(tmp_path, capsys):
 def test_score_cli_reports_errors(tmp_path, capsys):
   assert score.main(['--submission_dir', str(tmp_path), '--output_dir', str(tmp_path)]) == 1
   assert 'no trial_<k> directories' in capsys.readouterr().err
+
+
+def test_tie_break_listdir_follows_directory_listing(tmp_path):
+  # Trials 1 and 2 both first hit at eval 1, at different times.
+  fx.write_trial(tmp_path, 'sub', 'study_0', 'criteo1tb', 1, (100, 300), fx.curve(2, 1, CRITEO))
+  fx.write_trial(tmp_path, 'sub', 'study_0', 'criteo1tb', 2, (100, 200), fx.curve(2, 1, CRITEO))
+  by_number = score_dir(tmp_path, self_tuning=True).studies.iloc[0]
+  assert (by_number.chosen_trial, by_number.time_s) == (1, 300.0)
+  listing = os.listdir(tmp_path / 'sub' / 'study_0' / 'criteo1tb_jax')
+  first = int(listing[0].split('_')[1])
+  by_listing = score_dir(tmp_path, self_tuning=True, tie_break='listdir').studies.iloc[0]
+  assert by_listing.chosen_trial == first
+  assert by_listing.time_s == {1: 300.0, 2: 200.0}[first]

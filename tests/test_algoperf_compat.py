@@ -16,3 +16,36 @@ def test_real_spec_is_used_when_installed():
   assert spec.ALGOPERF_AVAILABLE
   assert spec.LossType is algoperf_spec.LossType
   assert spec.TrainingCompleteError is algoperf_spec.TrainingCompleteError
+
+
+def _fake_criteo_batch(framework, batch_size=4):
+  """AlgoPerf's reference_algorithm_tests.py criteo fake batch (ALGOPERF.md 7.1)."""
+  import numpy as np
+  targets = np.ones(batch_size)
+  targets[0] = 0
+  if framework == 'jax':
+    return {'inputs': np.ones((batch_size, 39)), 'targets': targets,
+            'weights': np.ones(batch_size)}
+  import torch
+  return {'inputs': torch.ones((batch_size, 39)),
+          'targets': torch.as_tensor(targets, dtype=torch.long),
+          'weights': torch.ones(batch_size, dtype=torch.bool)}
+
+
+@pytest.mark.parametrize('framework', ['pytorch', 'jax'])
+def test_nadamw_submission_on_algoperf_criteo1tb_test(framework):
+  """Both baselines step AlgoPerf's own criteo1tb_test workload, as its reference test does."""
+  import importlib
+  module = pytest.importorskip(
+      f'algoperf.workloads.criteo1tb.criteo1tb_{framework}.workload')
+  from algoperf import random_utils as prng
+  workload = module.Criteo1TbDlrmSmallTestWorkload()
+  submission = importlib.import_module(f'submissions.self_tuning.nadamw.{framework}_submission')
+  rng = prng.PRNGKey(0)
+  params, model_state = workload.init_model_fn(rng)
+  opt_state = submission.init_optimizer_state(workload, params, model_state, None, rng)
+  for step in range(2):
+    opt_state, params, model_state = submission.update_params(
+        workload, params, workload.model_params_types, model_state, None,
+        _fake_criteo_batch(framework), workload.loss_type, opt_state, [], step, rng)
+  assert submission.get_batch_size('criteo1tb') == 262_144

@@ -28,7 +28,15 @@ NADAMW_BASELINE = NAdamWHParams()
 
 
 def warmup_cosine(step: int, peak_lr: float, warmup_steps: int, decay_steps: int) -> float:
-  """lr of update `step` (0-based): peak*k/w during warmup, then half-cosine to 0, then 0."""
+  """lr of update `step` (0-based): peak*k/w during warmup, then half-cosine to 0, then 0.
+
+  Equals optax.join_schedules([linear_schedule(0, peak, w), cosine_decay_schedule(peak, T)],
+  [w]) at every step (the first update has lr 0; lr is 0 from step w + T on).
+  """
+  if step < 0 or warmup_steps < 0 or decay_steps < 1:
+    raise ValueError(f'warmup_cosine(step={step}, warmup_steps={warmup_steps}, '
+                     f'decay_steps={decay_steps}): need step >= 0, warmup_steps >= 0, '
+                     'decay_steps >= 1.')
   if step < warmup_steps:
     return peak_lr * step / warmup_steps
   progress = min(step - warmup_steps, decay_steps) / decay_steps
@@ -37,6 +45,9 @@ def warmup_cosine(step: int, peak_lr: float, warmup_steps: int, decay_steps: int
 
 def nadamw_baseline_lr(step: int, step_hint: int,
                        hparams: NAdamWHParams = NADAMW_BASELINE) -> float:
-  """The baseline's lr at update `step`: warmup = int(warmup_factor * step_hint)."""
+  """The baseline's lr at update `step`.
+
+  w = int(warmup_factor * step_hint) warmup steps, T = max(step_hint - w, 1) decay steps.
+  """
   warmup = int(hparams.warmup_factor * step_hint)
   return warmup_cosine(step, hparams.learning_rate, warmup, max(step_hint - warmup, 1))

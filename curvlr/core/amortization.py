@@ -1,0 +1,257 @@
+"""When to measure curvature: one schedule component shared by CDAT and interval-median.
+
+Every schedule has the same optax-like interface:
+
+    state = init(config)
+    if should_measure(config, state, step): ...measure at this step...
+    state = record(config, state, step, measured, seconds)
+
+`should_measure` is a deterministic pure function of (config, state, step), and `record`
+of its arguments; under multi-device training the caller feeds identical REDUCED step
+times to every rank (e.g. the max over ranks), so all ranks take identical decisions and
+stay in lockstep. `record` keeps timing statistics for every schedule; only `Budget`
+decides from them. `measure_fraction` (fraction of the global batch to measure the
+curvature on) is carried for the framework code; the decisions do not read it.
+
+Schedules (steps are 0-based `global_step`s; nothing is measured before `start`):
+- EveryK(k): start, start + k, start + 2k, ...
+- Windowed(interval I, length N): windows of N consecutive steps starting at
+  start + j*I, i.e. start + j*I + i for i in [0, N).
+- Geometric(first_gap, max_gap, growth): dense early, sparse later. Measurements at
+  start, then after gaps g_j = clip(round(first_gap * growth**j), 1, max_gap).
+- Budget(target): an overhead-budget controller. The first measurement is at `start`;
+  afterwards the next one comes once step - last_measured_step >= G with
+
+      G = max(min_gap, ceil(c * (1 - target) / (target * t)))   (capped by max_gap),
+
+  where t is the bias-corrected EMA of plain-step seconds and c = (seconds of the last
+  measurement step) - t is its extra cost. A cycle of one measurement step and G - 1
+  plain steps then spends c / (G t + c) <= target of its time on measuring: each
+  measurement pays for itself with the gap that follows it, so the cumulative overhead
+  stays at target whatever the costs do, and a change of cost takes effect right after
+  the first measurement at the new cost. G is recomputed at every step from the current
+  t. max_gap, when set, wins over the budget.
+"""
+import dataclasses
+import math
+from typing import NamedTuple, Optional, Tuple, Union
+
+from curvlr.core import guards
+
+
+@dataclasses.dataclass(frozen=True)
+class _Schedule:
+  """Keyword-only fields shared by all schedules.
+
+  Attributes:
+    start: first step at which a measurement may happen.
+    measure_fraction: fraction of the global batch used for a measurement, in (0, 1];
+      read by the framework code.
+    time_ema_decay: decay of the EMA of plain-step seconds, in [0, 1).
+  """
+  start: int = dataclasses.field(default=0, kw_only=True)
+  measure_fraction: float = dataclasses.field(default=1.0, kw_only=True)
+  time_ema_decay: float = dataclasses.field(default=0.9, kw_only=True)
+
+  def __post_init__(self):
+    guards.check(self, 'start', lambda v: v >= 0, '>= 0')
+    guards.check(self, 'measure_fraction', lambda v: 0 < v <= 1, 'in (0, 1]')
+    guards.check(self, 'time_ema_decay', lambda v: 0 <= v < 1, 'in [0, 1)')
+
+
+@dataclasses.dataclass(frozen=True)
+class EveryK(_Schedule):
+  """Measure every k-th step from `start` on."""
+  k: int = 1
+
+  def __post_init__(self):
+    super().__post_init__()
+    guards.check(self, 'k', lambda v: v >= 1, '>= 1')
+
+
+@dataclasses.dataclass(frozen=True)
+class Windowed(_Schedule):
+  """Windows of `length` consecutive steps every `interval` steps from `start` on."""
+  interval: int
+  length: int
+
+  def __post_init__(self):
+    super().__post_init__()
+    guards.check(self, 'interval', lambda v: v >= 1, '>= 1')
+    guards.check(self, 'length', lambda v: 1 <= v <= self.interval,
+                 f'in [1, interval ({self.interval})]')
+
+
+@dataclasses.dataclass(frozen=True)
+class Geometric(_Schedule):
+  """Gaps growing geometrically from `first_gap` to `max_gap` (steps)."""
+  first_gap: int = 1
+  max_gap: int = 100
+  growth: float = 1.5
+
+  def __post_init__(self):
+    super().__post_init__()
+    guards.check(self, 'first_gap', lambda v: v >= 1, '>= 1')
+    guards.check(self, 'max_gap', lambda v: v >= self.first_gap,
+                 f'>= first_gap ({self.first_gap})')
+    guards.check(self, 'growth', lambda v: 1 < v < math.inf, 'finite and > 1')
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget(_Schedule):
+  """Keeps (measurement seconds - plain seconds) / total seconds at `target`.
+
+  Attributes:
+    target: overhead fraction, in (0, 1). Default 0.02: 2% of the time budget, well
+      inside the run-to-run noise of AlgoPerf timings.
+    min_gap: fewest steps between measurements, >= 1.
+    max_gap: most steps between measurements (None: no limit); wins over the budget.
+  """
+  target: float = 0.02
+  min_gap: int = 1
+  max_gap: Optional[int] = None
+
+  def __post_init__(self):
+    super().__post_init__()
+    guards.check(self, 'target', lambda v: 0 < v < 1, 'in (0, 1)')
+    guards.check(self, 'min_gap', lambda v: v >= 1, '>= 1')
+    guards.check(self, 'max_gap', lambda v: v is None or v >= self.min_gap,
+                 f'None or >= min_gap ({self.min_gap})')
+
+
+Schedule = Union[EveryK, Windowed, Geometric, Budget]
+
+
+class AmortState(NamedTuple):
+  """Measurement bookkeeping and step timings; JSON-serialisable via `._asdict()`.
+
+  Attributes:
+    last_measured_step: step of the last measurement, -1 before the first.
+    measure_count: measurements recorded.
+    last_measure_seconds: seconds of the last timed measurement step.
+    plain_ema: zero-started EMA of plain-step seconds (not bias-corrected).
+    plain_count: timed plain steps.
+    plain_seconds: their total seconds.
+    timed_measure_count: timed measurement steps.
+    measure_seconds: their total seconds.
+    rejected_count: times that were NaN, inf or negative (ignored).
+  """
+  last_measured_step: int = -1
+  measure_count: int = 0
+  last_measure_seconds: float = 0.0
+  plain_ema: float = 0.0
+  plain_count: int = 0
+  plain_seconds: float = 0.0
+  timed_measure_count: int = 0
+  measure_seconds: float = 0.0
+  rejected_count: int = 0
+
+
+def init(config: Schedule) -> AmortState:
+  del config  # Every schedule starts from the same bookkeeping.
+  return AmortState()
+
+
+def restore(data: dict) -> AmortState:
+  """The state from `state._asdict()` after a JSON round trip."""
+  return guards.restore_state(AmortState, data)
+
+
+def window_position(config: Windowed, step: int) -> Optional[Tuple[int, int]]:
+  """(first step of the window, index in the window) when `step` is in a window, else None."""
+  if step < config.start:
+    return None
+  offset = (step - config.start) % config.interval
+  return (step - offset, offset) if offset < config.length else None
+
+
+def _geometric_hit(config: Geometric, step: int) -> bool:
+  position, j = config.start, 0
+  while position < step:
+    gap = min(config.max_gap, max(1, round(config.first_gap * config.growth ** j)))
+    if gap == config.max_gap:
+      return (step - position) % gap == 0
+    position, j = position + gap, j + 1
+  return position == step
+
+
+def plain_step_seconds(config: Schedule, state: AmortState) -> Optional[float]:
+  """Bias-corrected EMA of plain-step seconds; None before the first timed plain step."""
+  if state.plain_count == 0:
+    return None
+  return state.plain_ema / (1.0 - config.time_ema_decay ** state.plain_count)
+
+
+def budget_gap(config: Budget, state: AmortState) -> Optional[int]:
+  """Steps the budget asks for after the last measurement (before max_gap); None if unknown."""
+  plain = plain_step_seconds(config, state)
+  if plain is None or state.timed_measure_count == 0:
+    return None
+  extra = state.last_measure_seconds - plain
+  if extra <= 0.0:
+    return config.min_gap
+  if plain <= 0.0:
+    return None  # Free plain steps: any extra cost is an infinite overhead.
+  return max(config.min_gap, math.ceil(extra * (1.0 - config.target) / (config.target * plain)))
+
+
+def _budget_due(config: Budget, state: AmortState, step: int) -> bool:
+  if state.measure_count == 0:
+    return True
+  since = step - state.last_measured_step
+  if since <= 0:
+    return False
+  if config.max_gap is not None and since >= config.max_gap:
+    return True
+  gap = budget_gap(config, state)
+  return gap is not None and since >= gap
+
+
+def should_measure(config: Schedule, state: AmortState, step: int) -> bool:
+  """Whether to measure curvature at `step`; the same on every rank for the same inputs."""
+  if not isinstance(config, _Schedule):
+    raise TypeError(f'Unknown measurement schedule {config!r}.')
+  if step < config.start:
+    return False
+  if isinstance(config, EveryK):
+    return (step - config.start) % config.k == 0
+  if isinstance(config, Windowed):
+    return window_position(config, step) is not None
+  if isinstance(config, Geometric):
+    return _geometric_hit(config, step)
+  return _budget_due(config, state, step)
+
+
+def record(config: Schedule, state: AmortState, step: int, measured: bool,
+           seconds) -> AmortState:
+  """Records step `step`: whether it measured and its wall time in seconds (reduced over ranks).
+
+  A measurement is always registered; a NaN, inf or negative time is otherwise ignored
+  and counted in `rejected_count`.
+  """
+  if measured:
+    state = state._replace(last_measured_step=step, measure_count=state.measure_count + 1)
+  seconds = float(seconds)
+  if not (math.isfinite(seconds) and seconds >= 0.0):
+    return state._replace(rejected_count=state.rejected_count + 1)
+  if measured:
+    return state._replace(last_measure_seconds=seconds,
+                          timed_measure_count=state.timed_measure_count + 1,
+                          measure_seconds=state.measure_seconds + seconds)
+  beta = config.time_ema_decay
+  return state._replace(plain_ema=beta * state.plain_ema + (1.0 - beta) * seconds,
+                        plain_count=state.plain_count + 1,
+                        plain_seconds=state.plain_seconds + seconds)
+
+
+def overhead_fraction(state: AmortState) -> Optional[float]:
+  """Estimated share of the recorded time spent on measuring beyond a plain step.
+
+  (measurement seconds - timed measurements * mean plain seconds) / total seconds; None
+  before a plain and a measurement step have been timed.
+  """
+  total = state.plain_seconds + state.measure_seconds
+  if state.plain_count == 0 or state.timed_measure_count == 0 or total <= 0.0:
+    return None
+  mean_plain = state.plain_seconds / state.plain_count
+  return (state.measure_seconds - state.timed_measure_count * mean_plain) / total

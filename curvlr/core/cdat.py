@@ -1,0 +1,149 @@
+"""CDAT, Curvature Dynamics Aware Tuning (Roulet et al., seed 000, eq. 8), framework-free.
+
+    lr_t = sigma * n_t / d_t,   n_t = EMA of max(-g.u, 0),   d_t = EMA of |u^T H u| + eps.
+
+Units. `u` is the base optimizer's update direction at unit learning rate (for NAdamW
+the step is `params += lr * u`), so sigma * n / d is directly an absolute lr. The inputs
+of `update` are REDUCED scalars: g.u and u^T H u of the global-batch mean loss (all-reduced
+by the caller), so that every rank computes the same state.
+
+Choices (documented, tested):
+- EMAs: the paper's n~_{t+1} = (1 - beta) n_t + beta n~_t with n~ started at 0, then
+  bias-corrected by 1 - beta^count (Adam's correction). Because n and d share the
+  correction, with eps = 0 the ratio equals the paper's ratio of zero-started EMAs;
+  with eps > 0 the correction keeps eps's meaning fixed from the first measurement on.
+  `ema_decay = 0.9` is the paper's best beta_cdat at batch 256 (seed 000, C.5).
+- eps is added after the EMA (d = EMA(|uHu|) + eps): a guard against d = 0, not a
+  smoothing term. The paper uses eps = 0; the default 1e-12 is negligible next to any
+  curvature we measure and keeps the ratio finite; `lr_max` bounds what it lets through.
+- Ascent (g.u >= 0): max(-g.u, 0) = 0 enters the numerator EMA (paper). Until the first
+  descent measurement the ratio is 0, which says nothing about the scale, so lr is kept.
+- Negative curvature: |u^T H u| (paper, Appendix C).
+- Non-finite g.u or u^T H u (NaN, inf): the measurement is dropped, the state is
+  unchanged apart from `rejected_count`, and lr is kept.
+- Bounded steps: lr_t = clip(ratio, min_lr, min(lr_max, max_growth * max(lr_{t-1}, lr_init))).
+  The thesis saw a 1e14 ratio on its first measurement (seed 003 4.4.5), where NAdamW's
+  first direction is ~sign(g); the growth cap turns such a value into 2 * lr_init. The
+  growth reference is never below lr_init, so an lr that fell towards 0 can recover.
+"""
+import dataclasses
+import math
+from typing import NamedTuple, Optional
+
+from curvlr.core import guards
+from curvlr.core.schedules import NADAMW_BASELINE
+
+
+@dataclasses.dataclass(frozen=True)
+class CDATConfig:
+  """CDAT hyperparameters. Learning rates are absolute (unit-lr direction u).
+
+  Attributes:
+    sigma: scale; 1 is the quadratically greedy step, 2 is "on edge" (paper's choice).
+    ema_decay: beta of the EMAs of n and d, in [0, 1); 0 means no smoothing.
+    eps: added to the bias-corrected EMA of |u^T H u| (loss units), >= 0.
+    lr_init: lr used before the first descent measurement. Default: the NAdamW
+      baseline's peak / 10, i.e. a start well inside the baseline's warmup range,
+      from which CDAT can ramp up (the paper sees CDAT act as a warm-up).
+    lr_max: absolute cap. Default 0.05: about 29x the baseline's peak, 10x the mean
+      greedy step the thesis measured on Criteo (biased alpha 5.2e-3, seed 003 4.4).
+    max_growth: per-measurement growth cap, lr_t <= max_growth * max(lr_{t-1}, lr_init).
+      Default 2: from lr_init to the baseline peak in >= 4 measurements.
+    min_lr: floor, >= 0.
+  """
+  sigma: float = 2.0
+  ema_decay: float = 0.9
+  eps: float = 1e-12
+  lr_init: float = NADAMW_BASELINE.learning_rate / 10
+  lr_max: float = 0.05
+  max_growth: float = 2.0
+  min_lr: float = 0.0
+
+  def __post_init__(self):
+    guards.check(self, 'sigma', lambda v: 0 < v < math.inf, 'finite and > 0')
+    guards.check(self, 'ema_decay', lambda v: 0 <= v < 1, 'in [0, 1)')
+    guards.check(self, 'eps', lambda v: 0 <= v < math.inf, 'finite and >= 0')
+    guards.check(self, 'lr_init', lambda v: 0 < v < math.inf, 'finite and > 0')
+    guards.check(self, 'lr_max', lambda v: self.lr_init <= v < math.inf,
+                 f'finite and >= lr_init ({self.lr_init})')
+    guards.check(self, 'max_growth', lambda v: 1 <= v < math.inf, 'finite and >= 1')
+    guards.check(self, 'min_lr', lambda v: 0 <= v <= self.lr_init,
+                 f'in [0, lr_init ({self.lr_init})]')
+
+
+class CDATState(NamedTuple):
+  """CDAT state; plain Python numbers, JSON-serialisable via `._asdict()`.
+
+  Attributes:
+    lr: lr for the next update (absolute).
+    n_ema: zero-started EMA of max(-g.u, 0), not bias-corrected.
+    d_ema: zero-started EMA of |u^T H u|, not bias-corrected.
+    count: measurements in the EMAs.
+    descent_count: of those, measurements with g.u < 0.
+    rejected_count: non-finite measurements, dropped.
+  """
+  lr: float
+  n_ema: float = 0.0
+  d_ema: float = 0.0
+  count: int = 0
+  descent_count: int = 0
+  rejected_count: int = 0
+
+
+def init(config: CDATConfig) -> CDATState:
+  return CDATState(lr=config.lr_init)
+
+
+def restore(data: dict) -> CDATState:
+  """The state from `state._asdict()` after a JSON round trip."""
+  return guards.restore_state(CDATState, data)
+
+
+def raw_lr(config: CDATConfig, state: CDATState) -> Optional[float]:
+  """sigma * n / d from the bias-corrected EMAs, before bounds; None when undefined.
+
+  Undefined: no descent measurement yet, d = 0 (only with eps = 0), or an overflow.
+  """
+  if state.descent_count == 0:
+    return None
+  correction = 1.0 - config.ema_decay ** state.count
+  denominator = state.d_ema / correction + config.eps
+  if denominator <= 0.0:
+    return None
+  ratio = config.sigma * (state.n_ema / correction) / denominator
+  return ratio if math.isfinite(ratio) else None
+
+
+def update(config: CDATConfig, state: CDATState, g_dot_u, u_h_u) -> CDATState:
+  """Adds one measurement and sets the next lr.
+
+  Args:
+    config: CDAT hyperparameters.
+    state: current state.
+    g_dot_u: g^T u, gradient of the global mean loss along the unit-lr direction u
+      (negative for a descent direction). Python float, numpy scalar or 0-d tensor.
+    u_h_u: u^T H u (Hessian, or a GGN) of the same loss, loss units.
+
+  Returns:
+    The new state; `state.lr` is the lr for the next update.
+  """
+  g_dot_u, u_h_u = float(g_dot_u), float(u_h_u)
+  if not guards.is_finite(g_dot_u, u_h_u):
+    return state._replace(rejected_count=state.rejected_count + 1)
+  beta = config.ema_decay
+  state = state._replace(
+      n_ema=beta * state.n_ema + (1.0 - beta) * max(-g_dot_u, 0.0),
+      d_ema=beta * state.d_ema + (1.0 - beta) * abs(u_h_u),
+      count=state.count + 1,
+      descent_count=state.descent_count + (g_dot_u < 0.0))
+  ratio = raw_lr(config, state)
+  if ratio is None:
+    return state
+  upper = min(config.lr_max, config.max_growth * max(state.lr, config.lr_init))
+  return state._replace(lr=max(config.min_lr, min(ratio, upper)))
+
+
+def cdat_lr(config: CDATConfig, state: CDATState) -> float:
+  """The lr for the next update (absolute)."""
+  del config  # The state holds the bounded lr; kept for the optax-like (config, state) order.
+  return state.lr

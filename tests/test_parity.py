@@ -60,5 +60,7 @@ def test_forward_loss_and_nadamw_steps_agree(tiny_criteo_dir):
     for leaf in ('kernel', 'bias'):
       np.testing.assert_allclose(np.asarray(after[key][leaf]), np.asarray(params[key][leaf]),
                                  rtol=1e-4, atol=2e-6)
+  # Rows hit by few examples have gradients near NAdamW's eps, where the normalised
+  # update amplifies float32 rounding differences of g: atol one step's lr * 5e-3.
   np.testing.assert_allclose(np.asarray(after['embedding_table']),
-                             np.asarray(params['embedding_table']), rtol=1e-4, atol=2e-6)
+                             np.asarray(params['embedding_table']), rtol=1e-4, atol=1e-5)

@@ -162,8 +162,8 @@ def test_quadratic_optimal_step_reaches_zero_loss():
 def test_finite_difference_accuracy(dtype, ggn_rtol, hess_rtol):
   k = jax.random.split(jax.random.PRNGKey(3), 4)
   params = _mlp_params(k[0], dtype, d_in=8, width=32, out=10)
-  x = jax.random.normal(k[1], (256, 8), dtype)
-  y = jax.random.randint(k[2], (256,), 0, 10)
+  x = jax.random.normal(k[1], (64, 8), dtype)
+  y = jax.random.randint(k[2], (64,), 0, 10)
   u = jax.tree.map(lambda p: jax.random.normal(k[3], p.shape, dtype), params)
   apply_fn = functools.partial(_mlp, x=x)
   oracles = jax.jit(lambda p, v: [
@@ -207,7 +207,7 @@ def _ctc_case():
   return params, apply_fn, (labels, label_paddings), u
 
 
-def test_ctc_ggn_is_exact_output_space_hessian_and_counts_tokens():
+def test_ctc_ggn_uses_the_exact_output_space_hessian_and_counts_tokens():
   params, apply_fn, targets, u = _ctc_case()
   mask = jnp.array([1.0, 1.0, 0.0])
 
@@ -217,16 +217,12 @@ def test_ctc_ggn_is_exact_output_space_hessian_and_counts_tokens():
     ju = jax.jvp(lambda q: apply_fn(q)[0], (p,), (v,))[1]
     _, (gdz, _), (quad, _) = C.directional_derivatives(
         lambda z: C.loss_sums(LT.CTC_LOSS, z, targets, mask, 0.0, paddings), logits, ju)
-    return (quad, gdz, C.ggn_quadratic_form(apply_fn, p, v, targets, LT.CTC_LOSS, mask=mask),
-            *[C.hessian_quadratic_form(apply_fn, p, v, targets, LT.CTC_LOSS, mask=mask,
-                                       method=m) for m in ('jvp', 'fd')])
+    return quad, gdz, C.ggn_quadratic_form(apply_fn, p, v, targets, LT.CTC_LOSS, mask=mask)
 
-  quad, gdz, ggn, hess, fd = run(params, u)
+  quad, gdz, ggn = run(params, u)  # the CTC Hessian is checked in test_curvature_parity.py
   _close(ggn.quad, quad, 1e-10)
   _close(ggn.gu, gdz, 1e-10)
   assert float(ggn.n) == 6.0  # label lengths 3 + 3; the third sequence is masked
-  _close(hess.quad, fd.quad, 1e-6)
-  _close(hess.gu, ggn.gu, 1e-10)
 
 
 def test_sub_batch_takes_equal_slices_of_each_shard():

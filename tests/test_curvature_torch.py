@@ -406,7 +406,8 @@ def test_list_held_embedding_chunks_get_their_tangents():
 
 def test_tied_weights_and_wrappers():
   torch.manual_seed(0)
-  model = nn.Sequential(nn.Linear(4, 4, bias=False), nn.Tanh(), nn.Linear(4, 4, bias=False)).double()
+  model = nn.Sequential(nn.Linear(4, 4, bias=False), nn.Tanh(),
+                        nn.Linear(4, 4, bias=False)).double()
   model[2].weight = model[0].weight  # one Parameter registered twice
   x, y = torch.randn(6, 4, dtype=F64), torch.randint(0, 4, (6,))
   u = _direction(model)

@@ -50,7 +50,12 @@ Methods:
              O(h^2) truncation, roundoff ~eps*|L|/h^2.
   'auto'     tries the exact method and switches to 'fd' when an op lacks the derivative
              (EmbeddingBag, CPU mkldnn LSTM, cuDNN RNN double backward, ctc_loss double
-             backward, fused attention kernels); the choice is cached per module.
+             backward, fused attention kernels); the choice is cached per module, so
+             only the first call pays for the failed attempt.
+  'jvp' and both 'fd' methods substitute parameters by reference; a parameter that the
+  forward pass reaches through anything other than the module tree and its (nested)
+  list/tuple/dict attributes (a custom object, a closure) would be held constant.
+  'double_backward' differentiates the real parameters and has no such blind spot.
   FD step: h = c * (1 + ||theta||) / ||u|| (norms over the parameters u moves), i.e. a
   parameter perturbation of relative size c. Defaults balance the O(c^2) truncation
   error against roundoff (~eps/c for first, ~eps/c^2 for second differences):
@@ -231,7 +236,8 @@ def _weights_and_count(loss_type, element_shape, targets, mask, dtype, device):
     w = None if mask is None else mask.to(dtype).reshape(lengths.shape)
     return w, (lengths if w is None else w * lengths).sum()
   if mask is None:
-    n = element_shape.numel() if loss_type == spec.LossType.SOFTMAX_CROSS_ENTROPY else element_shape[0]
+    softmax = loss_type == spec.LossType.SOFTMAX_CROSS_ENTROPY
+    n = element_shape.numel() if softmax else element_shape[0]
     return None, torch.tensor(float(n), dtype=dtype, device=device)
   w = mask.to(dtype)
   return w.reshape(w.shape + (1,) * (len(element_shape) - w.dim())), w.sum()
@@ -335,7 +341,7 @@ def _isolated(module):
 
 
 def _pairs(module, direction):
-  """[(parameter, direction tensor)] for the non-None entries, checked against module.parameters()."""
+  """[(parameter, direction tensor)] for non-None entries, checked against module.parameters()."""
   params = list(unwrap(module).parameters())
   direction = list(direction)
   if len(direction) != len(params):

@@ -1,6 +1,6 @@
 """`make demo`: train the baselines on the embedded workload, print time-to-target, write a report.
 
-python -m curvlr.demo [--framework=jax] [--submissions=nadamw,...] [--rng_seed=0]
+python -m curvlr.demo [--framework=jax] [--submissions=nadamw,schedule_free_adamw] [--rng_seed=0]
 
 Runs land in <experiment_dir>/<submission>/study_<seed>/criteo_embedded_<framework>/
 (AlgoPerf's scoring layout), and `analysis.report` scores them into <experiment_dir>/report.
@@ -29,7 +29,7 @@ def targets_file(out_dir: pathlib.Path) -> pathlib.Path:
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__)
   p.add_argument('--framework', default='pytorch', choices=('pytorch', 'jax'))
-  p.add_argument('--submissions', default='nadamw')
+  p.add_argument('--submissions', default='nadamw,schedule_free_adamw')
   p.add_argument('--rng_seed', type=int, default=0)
   p.add_argument('--experiment_dir', default=str(ROOT / 'experiments' / 'demo'))
   args = p.parse_args(argv)

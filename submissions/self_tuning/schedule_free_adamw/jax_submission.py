@@ -1,0 +1,99 @@
+"""Self-tuning Schedule-Free AdamW baseline (JAX): `optax.contrib.schedule_free` around AdamW.
+
+The runner's params are y, where gradients are taken. `prepare_for_eval` returns
+x = `schedule_free_eval_params(state, y)` and parks y in the optimizer state;
+the next `update_params` trains from the parked y and ignores the x the runner
+hands back, so training resumes exactly at y. Checkpoints written after an eval
+hold the parked y, so a resumed run does too. Differences from AlgoPerf v0.5's
+submission: README.md next to this file.
+"""
+
+import jax
+import optax
+
+from curvlr import spec
+from curvlr.core import api, batch_sizes, schedule_free
+from curvlr.jax import sharding, train_step
+
+HPARAMS = schedule_free.SCHEDULE_FREE_BASELINE
+
+
+def get_batch_size(workload_name):
+  return batch_sizes.get_batch_size(workload_name)
+
+
+def schedule_free_adamw(step_hint: int) -> optax.GradientTransformationExtraArgs:
+  """optax.contrib.schedule_free_adamw's chain, with one lr per update for z and the average.
+
+  Update k (0-based) uses lr_k = peak * min((k + 1) / warmup, 1) for both, as schedulefree
+  and v0.5 do. optax's wrapper queries its warmup at k + 1 for the averaging weights but at
+  k for the z step (its first z step has lr 0), so the z step's schedule is shifted here.
+  Without warmup this equals optax.contrib.schedule_free_adamw(warmup_steps=None).
+  """
+  warmup = HPARAMS.warmup_steps(step_hint)
+  if warmup:
+    schedule = optax.schedules.warmup_constant_schedule(0.0, HPARAMS.learning_rate, warmup)
+    z_schedule = lambda count: schedule(count + 1)
+  else:  # warmup_constant_schedule(.., 0) would keep lr at 0.
+    schedule = z_schedule = HPARAMS.learning_rate
+  base = optax.chain(
+      optax.scale_by_rms(decay=HPARAMS.beta2, eps=HPARAMS.eps, eps_in_sqrt=False,
+                         bias_correction=True),
+      optax.add_decayed_weights(HPARAMS.weight_decay),  # at y, the params update() gets
+      optax.scale_by_learning_rate(z_schedule))
+  return optax.contrib.schedule_free(base, learning_rate=schedule, b1=HPARAMS.beta1,
+                                     weight_lr_power=HPARAMS.weight_lr_power)
+
+
+def init_optimizer_state(workload: spec.Workload, model_params, model_state,
+                         hyperparameters, rng) -> spec.OptimizerState:
+  """-> ({'sf': ScheduleFreeState, 'train_params': None | parked y}, update_fn)."""
+  del model_state, hyperparameters, rng
+  tx = schedule_free_adamw(workload.step_hint)
+  return {'sf': sharding.replicate(tx.init(model_params)), 'train_params': None}, tx.update
+
+
+def _step(workload, update_fn, model_state, sf_state, params, batch, rng):
+  (loss, new_model_state), grads = train_step.loss_and_grad(
+      workload, params, model_state, batch, rng, HPARAMS.dropout_rate,
+      HPARAMS.label_smoothing)
+  updates, new_sf_state = update_fn(grads, sf_state, params)
+  return (new_sf_state, optax.apply_updates(params, updates), new_model_state, loss,
+          train_step.global_norm(grads))
+
+
+_jitted_step = train_step.jit_step(_step)
+_jitted_eval_params = jax.jit(optax.contrib.schedule_free_eval_params)
+
+
+def update_params(workload, current_param_container, current_params_types, model_state,
+                  hyperparameters, batch, loss_type, optimizer_state, eval_results,
+                  global_step, rng, train_state=None) -> spec.UpdateReturn:
+  del current_params_types, hyperparameters, loss_type, eval_results, train_state
+  opt_state, update_fn = optimizer_state
+  y = opt_state['train_params']
+  params = current_param_container if y is None else y
+  new_sf_state, new_params, new_model_state, loss, grad_norm = _jitted_step(
+      workload, update_fn, model_state, opt_state['sf'], params,
+      train_step.place_batch(batch), rng)
+  if workload.metrics_logger is not None and global_step % 100 == 0:
+    workload.metrics_logger.append_scalar_metrics(
+        {'loss': float(loss), 'grad_norm': float(grad_norm),
+         'lr': HPARAMS.learning_rate_at(global_step, workload.step_hint)}, global_step)
+  return ({'sf': new_sf_state, 'train_params': None}, update_fn), new_params, new_model_state
+
+
+def prepare_for_eval(workload, current_param_container, current_params_types, model_state,
+                     hyperparameters, loss_type, optimizer_state, eval_results, global_step,
+                     rng) -> spec.UpdateReturn:
+  """-> x for the eval, with y parked in the optimizer state (idempotent)."""
+  del workload, current_params_types, hyperparameters, loss_type, eval_results
+  del global_step, rng
+  opt_state, update_fn = optimizer_state
+  y = opt_state['train_params']
+  y = current_param_container if y is None else y
+  x = _jitted_eval_params(opt_state['sf'], y)
+  return ({'sf': opt_state['sf'], 'train_params': y}, update_fn), x, model_state
+
+
+data_selection = api.data_selection

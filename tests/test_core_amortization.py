@@ -135,6 +135,34 @@ def test_budget_waits_for_timings():
   assert am.plain_step_seconds(config, state) == pytest.approx(1.0, rel=1e-12)
 
 
+def test_untimed_warmup_ignores_first_costs_and_times_a_second_measurement():
+  # JAX compiles at the first measurement step (0) and the first plain step (2).
+  config = am.Budget(target=0.02, untimed_warmup=1)
+  state, hits = am.init(config), []
+  for k in range(400):
+    m = am.should_measure(config, state, k)
+    seconds = 1.0 + (1.0 if m else 0.0) + (60.0 if k in (0, 2) else 0.0)
+    state = am.record(config, state, k, m, seconds)
+    hits += [k] * m
+  assert hits[:2] == [0, 1]  # The warm-up measurement, then one that is timed.
+  assert am.budget_gap(config, state) in (49, 50)  # ceil(1 s * 0.98 / (0.02 * 1 s))
+  assert hits[2] - hits[1] in (49, 50)
+  assert state.timed_measure_count == len(hits) - 1
+  assert state.plain_count == 400 - len(hits) - 1
+  assert am.overhead_fraction(state) == pytest.approx(0.02, rel=0.2)
+
+
+def test_budget_measures_again_when_the_first_timed_measurement_is_lost():
+  config = am.Budget(target=0.02, untimed_warmup=1)
+  state, hits = am.init(config), []
+  for k in range(200):
+    m = am.should_measure(config, state, k)
+    state = am.record(config, state, k, m, None if k == 1 else 1.0 + m)  # eval after step 1
+    hits += [k] * m
+  assert hits[:3] == [0, 1, 1 + am.fallback_gap(config)] and am.fallback_gap(config) == 49
+  assert state.timed_measure_count >= 2
+
+
 def test_non_finite_times_are_rejected_but_measurement_registered():
   config = am.Budget()
   state = am.record(config, am.init(config), 0, True, math.nan)
@@ -142,7 +170,7 @@ def test_non_finite_times_are_rejected_but_measurement_registered():
           state.rejected_count) == (1, 0, 0, 1)
   assert not am.should_measure(config, state, 1)
   state2 = am.record(config, state, 1, False, -1.0)
-  assert state2 == state._replace(rejected_count=2)
+  assert state2 == state._replace(rejected_count=2, plain_steps=1)
   json.dumps(state2._asdict(), allow_nan=False)
 
 

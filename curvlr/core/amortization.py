@@ -48,13 +48,18 @@ class _Schedule:
     measure_fraction: fraction of the global batch used for a measurement, in (0, 1];
       read by the framework code.
     time_ema_decay: decay of the EMA of plain-step seconds, in [0, 1).
+    untimed_warmup: the first this-many measurement steps and plain steps are not
+      timed: they carry one-time costs (JIT compilation, lazy allocation) that would
+      otherwise dominate the estimates. Use 1 under JAX.
   """
   start: int = dataclasses.field(default=0, kw_only=True)
   measure_fraction: float = dataclasses.field(default=1.0, kw_only=True)
   time_ema_decay: float = dataclasses.field(default=0.9, kw_only=True)
+  untimed_warmup: int = dataclasses.field(default=0, kw_only=True)
 
   def __post_init__(self):
     guards.check(self, 'start', lambda v: v >= 0, '>= 0')
+    guards.check(self, 'untimed_warmup', lambda v: v >= 0, '>= 0')
     guards.check(self, 'measure_fraction', lambda v: 0 < v <= 1, 'in (0, 1]')
     guards.check(self, 'time_ema_decay', lambda v: 0 <= v < 1, 'in [0, 1)')
 
@@ -128,6 +133,7 @@ class AmortState(NamedTuple):
   Attributes:
     last_measured_step: step of the last measurement, -1 before the first.
     measure_count: measurements recorded.
+    plain_steps: plain steps recorded, timed or not.
     last_measure_seconds: seconds of the last timed measurement step.
     plain_ema: zero-started EMA of plain-step seconds (not bias-corrected).
     plain_count: timed plain steps.
@@ -138,6 +144,7 @@ class AmortState(NamedTuple):
   """
   last_measured_step: int = -1
   measure_count: int = 0
+  plain_steps: int = 0
   last_measure_seconds: float = 0.0
   plain_ema: float = 0.0
   plain_count: int = 0
@@ -195,6 +202,11 @@ def budget_gap(config: Budget, state: AmortState) -> Optional[int]:
   return max(config.min_gap, math.ceil(extra * (1.0 - config.target) / (config.target * plain)))
 
 
+def fallback_gap(config: Budget) -> int:
+  """The budget's gap for a measurement that costs one plain step: ceil((1 - t) / t)."""
+  return math.ceil((1.0 - config.target) / config.target - 1e-9)
+
+
 def _budget_due(config: Budget, state: AmortState, step: int) -> bool:
   if state.measure_count == 0:
     return True
@@ -204,7 +216,13 @@ def _budget_due(config: Budget, state: AmortState, step: int) -> bool:
   if config.max_gap is not None and since >= config.max_gap:
     return True
   gap = budget_gap(config, state)
-  return gap is not None and since >= gap
+  if gap is not None:
+    return since >= gap
+  if state.measure_count <= config.untimed_warmup:
+    return since >= config.min_gap  # Only warm-ups so far: measure again to time one.
+  if state.timed_measure_count == 0:  # Its time was lost (an eval, a NaN): assume that a
+    return since >= max(config.min_gap, fallback_gap(config))  # measurement costs 1 step.
+  return False  # Waiting for a timed plain step.
 
 
 def should_measure(config: Schedule, state: AmortState, step: int) -> bool:
@@ -223,14 +241,23 @@ def should_measure(config: Schedule, state: AmortState, step: int) -> bool:
 
 
 def record(config: Schedule, state: AmortState, step: int, measured: bool,
-           seconds) -> AmortState:
-  """Records step `step`: whether it measured and its wall time in seconds (reduced over ranks).
+           seconds: Optional[float]) -> AmortState:
+  """Records step `step`: whether it measured and its wall time in seconds (reduced over
+  ranks), or None when it was not timed.
 
-  A measurement is always registered; a NaN, inf or negative time is otherwise ignored
-  and counted in `rejected_count`.
+  A measurement is always registered; the time of a warm-up step (`untimed_warmup`) is
+  ignored, and a NaN, inf or negative time is ignored and counted in `rejected_count`.
   """
   if measured:
     state = state._replace(last_measured_step=step, measure_count=state.measure_count + 1)
+    if state.measure_count <= config.untimed_warmup:
+      return state
+  else:
+    state = state._replace(plain_steps=state.plain_steps + 1)
+    if state.plain_steps <= config.untimed_warmup:
+      return state
+  if seconds is None:
+    return state
   seconds = float(seconds)
   if not (math.isfinite(seconds) and seconds >= 0.0):
     return state._replace(rejected_count=state.rejected_count + 1)

@@ -9,7 +9,10 @@ by the caller), so that every rank computes the same state.
 
 Choices (documented, tested):
 - EMAs: the paper's n~_{t+1} = (1 - beta) n_t + beta n~_t with n~ started at 0, then
-  bias-corrected by 1 - beta^count (Adam's correction). Because n and d share the
+  bias-corrected by the EMA's total weight, 1 - prod(betas) (Adam's 1 - beta^count when
+  every step measures). Measured every k steps, a measurement decays the EMAs by
+  beta^k: the time constant stays ~1/(1 - beta) steps, as in the paper's every-step
+  CDAT, instead of stretching to k/(1 - beta) steps of stale curvature. Because n and d share the
   correction, with eps = 0 the ratio equals the paper's ratio of zero-started EMAs;
   with eps > 0 the correction keeps eps's meaning fixed from the first measurement on.
   `ema_decay = 0.9` is the paper's best beta_cdat at batch 256 (seed 000, C.5).
@@ -78,6 +81,7 @@ class CDATState(NamedTuple):
     lr: lr for the next update (absolute).
     n_ema: zero-started EMA of max(-g.u, 0), not bias-corrected.
     d_ema: zero-started EMA of |u^T H u|, not bias-corrected.
+    ema_mass: total weight of the EMAs, 1 - prod(betas) (their bias correction).
     count: measurements in the EMAs.
     descent_count: of those, measurements with g.u < 0.
     rejected_count: non-finite measurements, dropped.
@@ -85,6 +89,7 @@ class CDATState(NamedTuple):
   lr: float
   n_ema: float = 0.0
   d_ema: float = 0.0
+  ema_mass: float = 0.0
   count: int = 0
   descent_count: int = 0
   rejected_count: int = 0
@@ -106,7 +111,7 @@ def raw_lr(config: CDATConfig, state: CDATState) -> Optional[float]:
   """
   if state.descent_count == 0:
     return None
-  correction = 1.0 - config.ema_decay ** state.count
+  correction = state.ema_mass
   denominator = state.d_ema / correction + config.eps
   if denominator <= 0.0:
     return None
@@ -114,7 +119,7 @@ def raw_lr(config: CDATConfig, state: CDATState) -> Optional[float]:
   return ratio if math.isfinite(ratio) else None
 
 
-def update(config: CDATConfig, state: CDATState, g_dot_u, u_h_u) -> CDATState:
+def update(config: CDATConfig, state: CDATState, g_dot_u, u_h_u, steps: int = 1) -> CDATState:
   """Adds one measurement and sets the next lr.
 
   Args:
@@ -123,6 +128,8 @@ def update(config: CDATConfig, state: CDATState, g_dot_u, u_h_u) -> CDATState:
     g_dot_u: g^T u, gradient of the global mean loss along the unit-lr direction u
       (negative for a descent direction). Python float, numpy scalar or 0-d tensor.
     u_h_u: u^T H u (Hessian, or a GGN) of the same loss, loss units.
+    steps: training steps since the previous measurement (>= 1); the EMAs decay by
+      ema_decay ** steps.
 
   Returns:
     The new state; `state.lr` is the lr for the next update.
@@ -130,10 +137,13 @@ def update(config: CDATConfig, state: CDATState, g_dot_u, u_h_u) -> CDATState:
   g_dot_u, u_h_u = float(g_dot_u), float(u_h_u)
   if not guards.is_finite(g_dot_u, u_h_u):
     return state._replace(rejected_count=state.rejected_count + 1)
-  beta = config.ema_decay
+  if steps < 1:
+    raise ValueError(f'cdat.update: steps = {steps}, must be >= 1.')
+  beta = config.ema_decay ** steps
   state = state._replace(
       n_ema=beta * state.n_ema + (1.0 - beta) * max(-g_dot_u, 0.0),
       d_ema=beta * state.d_ema + (1.0 - beta) * abs(u_h_u),
+      ema_mass=beta * state.ema_mass + (1.0 - beta),
       count=state.count + 1,
       descent_count=state.descent_count + (g_dot_u < 0.0))
   ratio = raw_lr(config, state)

@@ -25,11 +25,21 @@ def check(config: Any, field: str, ok: Callable[[Any], bool], requirement: str) 
 def restore_state(cls: Type[State], data: Mapping[str, Any]) -> State:
   """Rebuilds a state NamedTuple from `state._asdict()` after a JSON round trip.
 
-  JSON turns tuples into lists; they are turned back into tuples. Missing or unknown
-  fields raise ValueError (a checkpoint written by another version of the code).
+  JSON turns tuples into lists; they are turned back into tuples. Array checkpoints
+  (numpy, or JAX after device_put) hold 0-d arrays: they become Python numbers. Missing
+  or unknown fields raise ValueError (a checkpoint written by another version of the code).
   """
   fields, given = set(cls._fields), set(data)
   if fields != given:
     raise ValueError(f'Cannot restore {cls.__name__}: missing fields {sorted(fields - given)}, '
                      f'unknown fields {sorted(given - fields)}.')
-  return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+  return cls(**{k: _plain(v) for k, v in data.items()})
+
+
+def _plain(value: Any) -> Any:
+  """Lists/tuples -> tuples of plain values; 0-d arrays -> Python numbers."""
+  if isinstance(value, (list, tuple)):
+    return tuple(_plain(v) for v in value)
+  if hasattr(value, 'item') and getattr(value, 'ndim', 0) == 0:
+    return value.item()
+  return value

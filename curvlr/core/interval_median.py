@@ -90,7 +90,7 @@ class IntervalMedianConfig:
   def schedule(self) -> amortization.Windowed:
     """The measurement steps as an amortization schedule."""
     return amortization.Windowed(interval=self.interval, length=self.window,
-                                 start=self.warmup_steps)
+                                 start=self.warmup_steps, untimed_warmup=1)
 
   @property
   def min_valid(self) -> int:

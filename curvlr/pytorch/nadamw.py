@@ -9,7 +9,7 @@ NAdamW step (decoupled decay multiplied by the scheduled lr, eps outside the sqr
 The learning rate is always passed in; schedules live in `curvlr.core`.
 """
 import math
-from typing import List
+from typing import List, Optional
 
 import torch
 
@@ -26,32 +26,43 @@ class NAdamW(torch.optim.Optimizer):
     return [p for group in self.param_groups for p in group['params']]
 
   @torch.no_grad()
-  def direction(self) -> List[torch.Tensor]:
-    """Updates m, v with the current grads; returns u (one tensor per parameter)."""
-    out = []
+  def direction(self, grads: Optional[List[torch.Tensor]] = None) -> List[torch.Tensor]:
+    """u for the current `.grad`s, updating m, v and the step count.
+
+    With `grads` (one tensor per parameter, `param_groups` order) it returns the u that
+    those gradients would give and leaves the state untouched (a look-ahead, used for
+    the two-batch curvature measurement).
+    """
+    out, offset = [], 0
     for group in self.param_groups:
       beta1, beta2 = group['betas']
-      params = [p for p in group['params'] if p.grad is not None]
-      if len(params) != len(group['params']):
-        raise RuntimeError('NAdamW.direction() needs a gradient for every parameter.')
+      params = group['params']
+      if grads is None:
+        group_grads = [p.grad for p in params]
+        if any(g is None for g in group_grads):
+          raise RuntimeError('NAdamW.direction() needs a gradient for every parameter.')
+      else:
+        group_grads, offset = grads[offset:offset + len(params)], offset + len(params)
       states = [self.state[p] for p in params]
       for p, s in zip(params, states):
         if not s:
           s['step'] = torch.zeros((), dtype=torch.float32)
           s['exp_avg'] = torch.zeros_like(p, memory_format=torch.preserve_format)
           s['exp_avg_sq'] = torch.zeros_like(p, memory_format=torch.preserve_format)
-      grads = [p.grad for p in params]
       exp_avgs = [s['exp_avg'] for s in states]
       exp_avg_sqs = [s['exp_avg_sq'] for s in states]
-      for s in states:
-        s['step'] += 1
-      t = float(states[0]['step'])
-      torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+      t = float(states[0]['step']) + 1
+      if grads is None:
+        for s in states:
+          s['step'] += 1
+      else:  # Work on copies.
+        exp_avgs, exp_avg_sqs = [m.clone() for m in exp_avgs], [v.clone() for v in exp_avg_sqs]
+      torch._foreach_lerp_(exp_avgs, group_grads, 1 - beta1)
       torch._foreach_mul_(exp_avg_sqs, beta2)
-      torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+      torch._foreach_addcmul_(exp_avg_sqs, group_grads, group_grads, value=1 - beta2)
       # Nesterov look-ahead: b1 m + (1 - b1) g, then bias corrections.
       m_hat = torch._foreach_mul(exp_avgs, beta1)
-      torch._foreach_add_(m_hat, grads, alpha=1 - beta1)
+      torch._foreach_add_(m_hat, group_grads, alpha=1 - beta1)
       denom = torch._foreach_sqrt(exp_avg_sqs)
       torch._foreach_div_(denom, math.sqrt(1 - beta2**t))
       torch._foreach_add_(denom, group['eps'])

@@ -1,0 +1,211 @@
+"""Step-size policies of the curvature submissions: a rule plus a measurement schedule.
+
+The whole per-step decision logic shared by the PyTorch and JAX submissions:
+
+    state = init(policy)
+    state = start_step(policy, state, step, time.time(), len(eval_results), reduce)
+    if should_measure(policy, state, step):             # same on every rank
+      ...framework code computes reduced scalars...
+      state = observe(policy, state, step, measurement)
+    lr = learning_rate(policy, state, step)             # params += lr * u
+
+Two rules:
+- `CDATPolicy` (seed 000): a `Measurement(g_dot_u, u_m_u)` of the global-batch mean loss
+  feeds `cdat.update`; the lr is held between measurements. u is the NAdamW direction.
+- `MedianPolicy` (seed 003): a `TwoBatchMeasurement` gives `two_batch_alpha`; the
+  debiased (default) or biased alpha feeds `interval_median.update`. The schedule is the
+  rule's own windows; steps before W follow the NAdamW baseline schedule.
+Framework code only computes the scalars; nothing here imports a framework.
+State is plain data (`to_dict` / `restore` round-trip through JSON).
+"""
+import dataclasses
+import json
+import math
+from typing import Callable, NamedTuple, Optional, Union
+
+from curvlr.core import amortization, cdat, guards, interval_median
+
+CURVATURES = ('ggn', 'hessian')
+
+
+class Measurement(NamedTuple):
+  """Reduced scalars along the unit-lr direction u (per-example means, loss units).
+
+  g_dot_u: g.u of the global-batch mean loss; u_m_u: u^T M u, M = GGN or Hessian.
+  """
+  g_dot_u: float
+  u_m_u: float
+
+
+class TwoBatchMeasurement(NamedTuple):
+  """Reduced scalars of the two-batch scheme; d is the direction computed from half 2.
+
+  gd_1, dGd_1: g_1.d and d^T G_1 d on half 1; gd_2, dGd_2: the same on half 2.
+  """
+  gd_1: float
+  dGd_1: float
+  gd_2: float
+  dGd_2: float
+
+
+@dataclasses.dataclass(frozen=True)
+class CDATPolicy:
+  """CDAT on the NAdamW direction, measured on `schedule`'s steps.
+
+  Attributes:
+    rule: CDAT hyperparameters.
+    schedule: when to measure. Default: `Budget(0.02)`, the overhead-budget controller.
+    curvature: 'ggn' (one JVP, PSD) or 'hessian' (exact u^T H u, ~2-3 steps' cost).
+  """
+  rule: cdat.CDATConfig = cdat.CDATConfig()
+  schedule: amortization.Schedule = amortization.Budget(target=0.02)
+  curvature: str = 'ggn'
+
+  def __post_init__(self):
+    guards.check(self, 'curvature', lambda v: v in CURVATURES, f'one of {CURVATURES}')
+
+
+@dataclasses.dataclass(frozen=True)
+class MedianPolicy:
+  """Interval-median of two-batch GGN alphas.
+
+  Attributes:
+    rule: windows, warm-up and baseline schedule; its `schedule` decides measurements.
+    debiased: use the two-batch alpha (d from half 2; g, G from half 1); False uses
+      the biased one-batch alpha (g, G, d all from half 2).
+  """
+  rule: interval_median.IntervalMedianConfig
+  debiased: bool = True
+
+  @property
+  def schedule(self) -> amortization.Windowed:
+    return self.rule.schedule
+
+  @property
+  def curvature(self) -> str:
+    return 'ggn'
+
+
+Policy = Union[CDATPolicy, MedianPolicy]
+
+
+class Clock(NamedTuple):
+  """The update in progress: its step, start time (seconds since the epoch), whether it
+  measured, and how many evals had been run when it started (-1: none in progress)."""
+  step: int = -1
+  start: float = 0.0
+  measured: bool = False
+  evals: int = -1
+
+
+class PolicyState(NamedTuple):
+  """rule: CDATState or IntervalMedianState; timing: measurement bookkeeping and times."""
+  rule: Union[cdat.CDATState, interval_median.IntervalMedianState]
+  timing: amortization.AmortState
+  clock: Clock = Clock()
+
+
+def init(policy: Policy) -> PolicyState:
+  rule = (cdat.init(policy.rule) if isinstance(policy, CDATPolicy)
+          else interval_median.init(policy.rule))
+  return PolicyState(rule, amortization.init(policy.schedule))
+
+
+def start_step(policy: Policy, state: PolicyState, step: int, now: float, evals: int,
+               reduce: Callable[[float], float] = lambda seconds: seconds) -> PolicyState:
+  """Starts update `step` at time `now` and records the previous update's duration.
+
+  The duration of update s is the time from its start to the start of update s + 1:
+  what AlgoPerf charges to the submission (data selection, the update, loop overhead,
+  and asynchronously dispatched work, which is charged where it is waited for). It is
+  timed only when update s + 1 follows s with no eval in between (`evals`, the number
+  of evals so far, is unchanged), since eval time is not submission time; a restart
+  from a checkpoint also fails that test. `reduce` (e.g. the max over ranks)
+  is called on every rank or on none, so that collectives stay matched.
+  """
+  previous = state.clock
+  if previous.step >= 0:  # Register it, timed only if it ran uninterrupted up to now.
+    timed = previous.step == step - 1 and previous.evals == evals
+    state = record_time(policy, state, previous.step, previous.measured,
+                        reduce(now - previous.start) if timed else None)
+  return state._replace(clock=Clock(step=step, start=now, measured=False, evals=evals))
+
+
+def should_measure(policy: Policy, state: PolicyState, step: int) -> bool:
+  """Whether update `step` measures curvature (identical on all ranks for equal inputs)."""
+  return amortization.should_measure(policy.schedule, state.timing, step)
+
+
+def needs_reduced_times(policy: Policy) -> bool:
+  """Whether decisions read step times, so that ranks must agree on them (e.g. their max)."""
+  return isinstance(policy.schedule, amortization.Budget)
+
+
+def observe(policy: Policy, state: PolicyState, step: int,
+            measurement: Union[Measurement, TwoBatchMeasurement]) -> PolicyState:
+  """Feeds one measurement taken at update `step` to the rule."""
+  if isinstance(policy, CDATPolicy):
+    last = state.timing.last_measured_step
+    rule = cdat.update(policy.rule, state.rule, measurement.g_dot_u, measurement.u_m_u,
+                       steps=step - last if 0 <= last < step else 1)
+  else:
+    alphas = interval_median.two_batch_alpha(*measurement)
+    alpha = alphas.debiased if policy.debiased else alphas.biased
+    rule = interval_median.update(policy.rule, state.rule, step, alpha)
+  return state._replace(rule=rule, clock=state.clock._replace(measured=True))
+
+
+def learning_rate(policy: Policy, state: PolicyState, step: int) -> float:
+  """Absolute lr of update `step` (after any measurement at that step)."""
+  if isinstance(policy, CDATPolicy):
+    return cdat.cdat_lr(policy.rule, state.rule)
+  return interval_median.lr_for_step(policy.rule, state.rule, step)
+
+
+def record_time(policy: Policy, state: PolicyState, step: int, measured: bool,
+                seconds: Optional[float]) -> PolicyState:
+  """Records the wall time of update `step` (reduced over ranks when `needs_reduced_times`)."""
+  return state._replace(
+      timing=amortization.record(policy.schedule, state.timing, step, measured, seconds))
+
+
+def metrics(policy: Policy, state: PolicyState,
+            measurement: Union[Measurement, TwoBatchMeasurement, None] = None) -> dict:
+  """Scalars to log after an update: the rule's state and, if given, the measurement."""
+  out = {'overhead_fraction': amortization.overhead_fraction(state.timing),
+         'measure_count': state.timing.measure_count}
+  if isinstance(measurement, Measurement):
+    out.update(g_dot_u=measurement.g_dot_u, u_m_u=measurement.u_m_u)
+    raw = cdat.raw_lr(policy.rule, state.rule)
+    out.update(cdat_raw_lr=raw, cdat_rejected=state.rule.rejected_count)
+  elif isinstance(measurement, TwoBatchMeasurement):
+    alphas = interval_median.two_batch_alpha(*measurement)
+    out.update(measurement._asdict())
+    out.update({f'alpha_{k}': v for k, v in alphas._asdict().items()})
+    out.update(median_applied=state.rule.applied_count,
+               median_rejected_windows=state.rule.rejected_windows,
+               last_median=state.rule.last_median)
+  return {k: (math.nan if v is None else float(v)) for k, v in out.items()}
+
+
+def to_dict(state: PolicyState) -> dict:
+  """JSON-serialisable form of the state (for optimizer checkpoints)."""
+  return {'rule': state.rule._asdict(), 'timing': state.timing._asdict(),
+          'clock': state.clock._asdict()}
+
+
+def restore(policy: Policy, data: dict) -> PolicyState:
+  """Inverse of `to_dict`."""
+  rule = (cdat.restore(data['rule']) if isinstance(policy, CDATPolicy)
+          else interval_median.restore(data['rule']))
+  return PolicyState(rule, amortization.restore(data['timing']),
+                     guards.restore_state(Clock, data['clock']))
+
+
+def encode(state: PolicyState) -> bytes:
+  """The state as UTF-8 JSON: exact, and storable as a uint8 array in array checkpoints."""
+  return json.dumps(to_dict(state), allow_nan=False).encode()
+
+
+def decode(policy: Policy, data: bytes) -> PolicyState:
+  return restore(policy, json.loads(bytes(data).decode()))

@@ -1,0 +1,174 @@
+"""NAdamW with a curvature step-size policy (JAX): the update_params of our submissions.
+
+Mirror of `curvlr/pytorch/stepsize.py` (read its docstring): the decisions are
+`curvlr.core.policy`'s, this module computes the scalars under `jax.jit`. With the
+batch sharded over the mesh and the parameters replicated, the curvature sums are
+global, so the host sees one set of scalars and takes one decision. Half-batches are the
+examples at even and odd positions, as in PyTorch: with an even number per device they
+are local to every device and independent of the device count. A CDAT sub-batch takes
+the first rows of every device's shard (no data moves; it depends on the device count).
+
+Plain steps are one jitted call with the held lr. Under a time-driven schedule (Budget)
+each update first waits for the previous one to finish, so that the step times the
+controller reads are the device's, not asynchronous dispatch's (one host sync per step). A measurement step is two: the first
+computes the gradient, the new NAdamW state, u and the scalars; the host updates the
+policy and picks lr; the second applies params + lr * u.
+
+The optimizer state is `({'nadam': NAdamState, 'policy': uint8 array}, update_fn)`: the
+policy state travels as its exact JSON bytes, so array checkpoints keep it bit for bit.
+"""
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from curvlr import spec
+from curvlr.core import policy as policy_lib
+from curvlr.core.schedules import NAdamWHParams
+from curvlr.jax import curvature, sharding, train_step
+from curvlr.jax.nadamw import nadamw_direction
+
+
+def _encode(state: policy_lib.PolicyState) -> np.ndarray:
+  return np.frombuffer(policy_lib.encode(state), dtype=np.uint8)
+
+
+def _decode(policy: policy_lib.Policy, data) -> policy_lib.PolicyState:
+  return policy_lib.decode(policy, np.asarray(data, dtype=np.uint8).tobytes())
+
+
+def init_optimizer_state(workload, policy: policy_lib.Policy, hparams: NAdamWHParams):
+  tx = nadamw_direction(1.0 - hparams.one_minus_beta1, hparams.beta2, hparams.eps,
+                        hparams.weight_decay)
+  zeros = jax.tree.map(lambda s: jnp.zeros(s.shape_tuple), workload.param_shapes)
+  return ({'nadam': sharding.replicate(tx.init(zeros)),
+           'policy': _encode(policy_lib.init(policy))}, tx.update)
+
+
+def _num_shards() -> int:
+  return sharding.mesh().size
+
+
+def _per_device(batch) -> int:
+  return batch['targets'].shape[0] // _num_shards()
+
+
+def _sums(workload, hparams, curvature_kind, model_state, params, direction, batch, rng):
+  """Per-example means of (u^T M u, g.u, loss) on `batch` (global under sharding)."""
+  def apply_fn(p):
+    return workload.model_fn(p, batch, model_state, spec.ForwardPassMode.TRAIN, rng,
+                             update_batch_norm=False, dropout_rate=hparams.dropout_rate)[0]
+
+  oracle = (curvature.ggn_quadratic_form if curvature_kind == 'ggn'
+            else curvature.hessian_quadratic_form)
+  return oracle(apply_fn, params, direction, batch['targets'], workload.loss_type,
+                mask=batch.get('weights'), label_smoothing=hparams.label_smoothing).mean()
+
+
+def _plain_step(workload, hparams, update_fn, model_state, opt_state, params, batch, rng, lr):
+  (loss, new_model_state), grads = train_step.loss_and_grad(
+      workload, params, model_state, batch, rng, hparams.dropout_rate,
+      hparams.label_smoothing)
+  u, new_opt_state = update_fn(grads, opt_state, params)
+  new_params = jax.tree.map(lambda p, v: p + lr * v, params, u)
+  return new_opt_state, new_params, new_model_state, loss, train_step.global_norm(grads)
+
+
+def _cdat_step(workload, hparams, update_fn, curvature_kind, measure_rows, model_state,
+               opt_state, params, batch, rng):
+  """-> (new_opt_state, u, new_model_state, loss, grad_norm, (g.u, u^T M u))."""
+  (loss, new_model_state), grads = train_step.loss_and_grad(
+      workload, params, model_state, batch, rng, hparams.dropout_rate,
+      hparams.label_smoothing)
+  u, new_opt_state = update_fn(grads, opt_state, params)
+  shards = _num_shards()
+  sub = (batch if measure_rows is None
+         else curvature.sub_batch(batch, measure_rows * shards, num_shards=shards))
+  sums = _sums(workload, hparams, curvature_kind, model_state, params, u, sub, rng)
+  return (new_opt_state, u, new_model_state, loss, train_step.global_norm(grads),
+          jnp.stack([sums.gu, sums.quad]))
+
+
+def _half(tree, parity: int):
+  """The examples at even (parity 0) or odd (1) positions of every leaf."""
+  return jax.tree.map(lambda x: x.reshape((x.shape[0] // 2, 2) + x.shape[1:])[:, parity], tree)
+
+
+def _two_batch_step(workload, hparams, update_fn, model_state, opt_state, params, batch, rng):
+  """-> (new_opt_state, u, new_model_state, loss, grad_norm, (gd_1, dGd_1, gd_2, dGd_2))."""
+  halves = (_half(batch, 0), _half(batch, 1))
+  (loss_1, _), grads_1 = train_step.loss_and_grad(
+      workload, params, model_state, halves[0], rng, hparams.dropout_rate,
+      hparams.label_smoothing)
+  (loss_2, new_model_state), grads_2 = train_step.loss_and_grad(
+      workload, params, model_state, halves[1], rng, hparams.dropout_rate,
+      hparams.label_smoothing)
+  d, _ = update_fn(grads_2, opt_state, params)  # Look-ahead: the state is discarded.
+  s1, s2 = (_sums(workload, hparams, 'ggn', model_state, params, d, part, rng)
+            for part in halves)
+  w1 = s1.n / (s1.n + s2.n)
+  grads = jax.tree.map(lambda a, b: w1 * a + (1 - w1) * b, grads_1, grads_2)
+  u, new_opt_state = update_fn(grads, opt_state, params)
+  return (new_opt_state, u, new_model_state, w1 * loss_1 + (1 - w1) * loss_2,
+          train_step.global_norm(grads), jnp.stack([s1.gu, s1.quad, s2.gu, s2.quad]))
+
+
+def _apply(params, u, lr):
+  return jax.tree.map(lambda p, v: p + lr * v, params, u)
+
+
+_jit_plain = jax.jit(_plain_step, static_argnums=(0, 1, 2))
+_jit_cdat = jax.jit(_cdat_step, static_argnums=(0, 1, 2, 3, 4))
+_jit_two_batch = jax.jit(_two_batch_step, static_argnums=(0, 1, 2))
+_jit_apply = jax.jit(_apply)
+
+
+def _measure_rows(policy: policy_lib.CDATPolicy, batch):
+  """Rows per device of the CDAT sub-batch; None for the full batch."""
+  fraction = policy.schedule.measure_fraction
+  if fraction >= 1.0:
+    return None
+  return max(1, int(np.ceil(fraction * _per_device(batch))))
+
+
+def update_params(policy: policy_lib.Policy, hparams: NAdamWHParams, workload, params,
+                  model_state, batch, rng, optimizer_state, global_step: int,
+                  eval_results) -> spec.UpdateReturn:
+  """One AlgoPerf update: gradient, NAdamW direction u, maybe a measurement, p += lr u."""
+  opt_state, update_fn = optimizer_state
+  if policy_lib.needs_reduced_times(policy):  # Time completed work, not async dispatch.
+    jax.block_until_ready(params)
+  state = policy_lib.start_step(policy, _decode(policy, opt_state['policy']), global_step,
+                                time.time(), len(eval_results))
+  batch = train_step.place_batch(batch)
+  measurement = None
+  if not policy_lib.should_measure(policy, state, global_step):
+    lr = policy_lib.learning_rate(policy, state, global_step)
+    nadam, params, model_state, loss, grad_norm = _jit_plain(
+        workload, hparams, update_fn, model_state, opt_state['nadam'], params, batch, rng,
+        jnp.float32(lr))
+  else:
+    if isinstance(policy, policy_lib.MedianPolicy):
+      if _per_device(batch) % 2:
+        raise ValueError(f'Two-batch measurement needs an even number of examples per '
+                         f'device, got {_per_device(batch)}.')
+      nadam, u, model_state, loss, grad_norm, scalars = _jit_two_batch(
+          workload, hparams, update_fn, model_state, opt_state['nadam'], params, batch, rng)
+      measurement = policy_lib.TwoBatchMeasurement(*np.asarray(scalars, np.float64).tolist())
+    else:
+      nadam, u, model_state, loss, grad_norm, scalars = _jit_cdat(
+          workload, hparams, update_fn, policy.curvature, _measure_rows(policy, batch),
+          model_state, opt_state['nadam'], params, batch, rng)
+      measurement = policy_lib.Measurement(*np.asarray(scalars, np.float64).tolist())
+    state = policy_lib.observe(policy, state, global_step, measurement)
+    lr = policy_lib.learning_rate(policy, state, global_step)
+    params = _jit_apply(params, u, jnp.float32(lr))
+  logger = workload.metrics_logger
+  if logger is not None and measurement is not None:
+    logger.append_scalar_metrics(
+        {'lr': lr, **policy_lib.metrics(policy, state, measurement)}, global_step)
+  if logger is not None and global_step % 100 == 0:
+    logger.append_scalar_metrics(
+        {'loss': float(loss), 'grad_norm': float(grad_norm), 'lr': lr}, global_step)
+  return ({'nadam': nadam, 'policy': _encode(state)}, update_fn), params, model_state

@@ -1,0 +1,154 @@
+"""NAdamW with a curvature step-size policy (PyTorch): the update_params of our submissions.
+
+The decisions (when to measure, what lr) are `curvlr.core.policy`'s; this module only
+computes the reduced scalars they read:
+- CDAT: g.u and u^T M u of the global-batch mean loss along the NAdamW direction u
+  (M = GGN by one forward-mode JVP, or Hessian by double backward; 'auto' falls back to
+  finite differences where an op lacks the derivative), optionally on a sub-batch of
+  `schedule.measure_fraction` of each rank's examples.
+- Two-batch (interval-median): the batch is split into halves 1 and 2, the examples at
+  even and at odd positions (splitting, not doubling, the batch: the update still uses
+  the whole batch's gradient). With an even number of examples per rank, each rank
+  holds its share of both halves and the halves do not depend on the number of ranks. d is the
+  NAdamW direction that half 2's gradient alone would give (a look-ahead that leaves
+  the moments untouched); g_1.d, d^T G_1 d, g_2.d and d^T G_2 d come from GGN-JVPs on
+  the halves. A measurement step runs two half-batch forward/backward passes instead of
+  one full one, so train-mode BatchNorm statistics are updated twice on such steps.
+Every rank all-reduces the sums before dividing, so all ranks feed identical scalars
+to the policy and take identical decisions.
+"""
+import math
+import time
+
+import torch
+
+from curvlr import spec
+from curvlr.core import policy as policy_lib
+from curvlr.core.schedules import NAdamWHParams
+from curvlr.pytorch import curvature, distributed, train_step
+from curvlr.pytorch.nadamw import NAdamW
+
+
+class PolicyHolder:
+  """Mutable holder of a `policy.PolicyState` with the state_dict protocol, so that the
+  runners' optimizer checkpoints (AlgoPerf's and ours) save and restore it."""
+
+  def __init__(self, policy: policy_lib.Policy):
+    self.policy = policy
+    self.value = policy_lib.init(policy)
+
+  def state_dict(self) -> dict:
+    return policy_lib.to_dict(self.value)
+
+  def load_state_dict(self, data: dict) -> None:
+    self.value = policy_lib.restore(self.policy, data)
+
+
+def init_optimizer_state(model_params, policy: policy_lib.Policy,
+                         hparams: NAdamWHParams) -> dict:
+  return {'optimizer': NAdamW(model_params.parameters(),
+                              betas=(1.0 - hparams.one_minus_beta1, hparams.beta2),
+                              eps=hparams.eps, weight_decay=hparams.weight_decay),
+          'policy': PolicyHolder(policy)}
+
+
+def _slice(tree, index: slice):
+  if isinstance(tree, torch.Tensor):
+    return tree[index]
+  if isinstance(tree, dict):
+    return {k: _slice(v, index) for k, v in tree.items()}
+  return type(tree)(_slice(v, index) for v in tree)
+
+
+def _local_size(batch) -> int:
+  return len(batch['targets'])
+
+
+def _sums(workload, model, model_state, batch, rng, direction, curvature_kind: str,
+          hparams: NAdamWHParams) -> curvature.CurvatureSums:
+  """Globally reduced per-example means of (u^T M u, g.u, loss) on `batch`."""
+  module = curvature.unwrap(model)
+
+  def forward_fn():
+    return workload.model_fn(module, batch, model_state, spec.ForwardPassMode.TRAIN, rng,
+                             update_batch_norm=False, dropout_rate=hparams.dropout_rate)[0]
+
+  oracle = (curvature.ggn_quadratic_form if curvature_kind == 'ggn'
+            else curvature.hessian_quadratic_form)
+  sums = oracle(forward_fn, module, direction, batch['targets'], workload.loss_type,
+                mask=batch.get('weights'), label_smoothing=hparams.label_smoothing)
+  return curvature.all_reduce_sums(sums).mean()
+
+
+def _measure_direction(workload, model, model_state, batch, rng, direction,
+                       policy: policy_lib.CDATPolicy, hparams) -> policy_lib.Measurement:
+  fraction = policy.schedule.measure_fraction
+  if fraction < 1.0:
+    batch = curvature.sub_batch(batch, max(1, math.ceil(fraction * _local_size(batch))))
+  sums = _sums(workload, model, model_state, batch, rng, direction, policy.curvature, hparams)
+  return policy_lib.Measurement(float(sums.gu), float(sums.quad))
+
+
+def _two_batch_step(workload, model, model_state, batch, rng, optimizer: NAdamW, hparams):
+  """Gradient of the whole batch in `.grad`, from two half-batch passes, and the
+  two-batch measurement. -> (loss, new_model_state, TwoBatchMeasurement)."""
+  size = _local_size(batch)
+  if size < 2 or size % 2:
+    raise ValueError(f'Two-batch measurement needs an even number (>= 2) of examples per '
+                     f'rank, got {size}.')
+  halves = (_slice(batch, slice(0, None, 2)), _slice(batch, slice(1, None, 2)))
+  losses, grads = [], []
+  for part in halves:
+    loss, model_state = train_step.loss_and_grad(
+        workload, model, model_state, part, rng, dropout_rate=hparams.dropout_rate,
+        label_smoothing=hparams.label_smoothing)
+    losses.append(loss)
+    grads.append([p.grad.clone() for p in model.parameters()])
+  d = optimizer.direction(grads=grads[1])
+  s1, s2 = (_sums(workload, model, model_state, part, rng, d, 'ggn', hparams)
+            for part in halves)
+  w1, w2 = float(s1.n) / float(s1.n + s2.n), float(s2.n) / float(s1.n + s2.n)
+  with torch.no_grad():
+    for p, g1, g2 in zip(model.parameters(), *grads):
+      p.grad = w1 * g1 + w2 * g2
+  loss = w1 * losses[0] + w2 * losses[1]
+  return loss, model_state, policy_lib.TwoBatchMeasurement(
+      float(s1.gu), float(s1.quad), float(s2.gu), float(s2.quad))
+
+
+def update_params(hparams: NAdamWHParams, workload, model, model_state, batch, rng,
+                  optimizer_state: dict, global_step: int, eval_results) -> spec.UpdateReturn:
+  """One AlgoPerf update: gradient, NAdamW direction u, maybe a measurement, p += lr u."""
+  holder, optimizer = optimizer_state['policy'], optimizer_state['optimizer']
+  policy = holder.policy
+  reduce = distributed.all_reduce_max if policy_lib.needs_reduced_times(policy) else float
+  state = policy_lib.start_step(policy, holder.value, global_step, time.time(),
+                                len(eval_results), reduce)
+  measurement = None
+  if not policy_lib.should_measure(policy, state, global_step):
+    loss, model_state = train_step.loss_and_grad(
+        workload, model, model_state, batch, rng, dropout_rate=hparams.dropout_rate,
+        label_smoothing=hparams.label_smoothing)
+    u = optimizer.direction()
+  elif isinstance(policy, policy_lib.MedianPolicy):
+    loss, model_state, measurement = _two_batch_step(
+        workload, model, model_state, batch, rng, optimizer, hparams)
+    u = optimizer.direction()
+  else:
+    loss, model_state = train_step.loss_and_grad(
+        workload, model, model_state, batch, rng, dropout_rate=hparams.dropout_rate,
+        label_smoothing=hparams.label_smoothing)
+    u = optimizer.direction()
+    measurement = _measure_direction(workload, model, model_state, batch, rng, u, policy,
+                                     hparams)
+  if measurement is not None:
+    state = policy_lib.observe(policy, state, global_step, measurement)
+  lr = policy_lib.learning_rate(policy, state, global_step)
+  optimizer.apply(u, lr)
+  holder.value = state
+  if measurement is not None and workload.metrics_logger is not None:
+    workload.metrics_logger.append_scalar_metrics(
+        {'lr': lr, **policy_lib.metrics(policy, state, measurement)}, global_step)
+  train_step.log_metrics(workload, global_step,
+                         {'loss': loss, 'grad_norm': train_step.grad_norm(model), 'lr': lr})
+  return optimizer_state, model, model_state

@@ -1,0 +1,28 @@
+"""Interval-median GGN step sizes (PyTorch), external tuning: interval_fraction (I / step_hint),
+window (N) and debiased (two-batch alpha) come from
+`tuning_search_spaces/ggn_median_nadamw.json` (the thesis grid scaled to step_hint)."""
+from curvlr.core import api, batch_sizes
+from curvlr.core.defaults import HPARAMS, median_policy_from_hparams
+from curvlr.pytorch import stepsize
+
+
+def get_batch_size(workload_name):
+  return batch_sizes.get_batch_size(workload_name)
+
+
+def init_optimizer_state(workload, model_params, model_state, hyperparameters, rng):
+  del model_state, rng
+  return stepsize.init_optimizer_state(
+      model_params, median_policy_from_hparams(hyperparameters, workload.step_hint), HPARAMS)
+
+
+def update_params(workload, current_param_container, current_params_types, model_state,
+                  hyperparameters, batch, loss_type, optimizer_state, eval_results,
+                  global_step, rng, train_state=None):
+  del current_params_types, hyperparameters, loss_type, train_state
+  return stepsize.update_params(HPARAMS, workload, current_param_container, model_state,
+                                batch, rng, optimizer_state, global_step, eval_results)
+
+
+prepare_for_eval = api.identity_prepare_for_eval
+data_selection = api.data_selection

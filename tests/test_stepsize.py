@@ -1,0 +1,267 @@
+"""Curvature step-size submissions: policy logic, PyTorch/JAX parity, checkpoints, 2 devices."""
+import dataclasses
+import json
+import math
+import pickle
+
+import jax
+import numpy as np
+import pytest
+import torch
+
+from curvlr import spec
+from curvlr.core import amortization, cdat, defaults, interval_median, policy as P
+from curvlr.jax import sharding, stepsize as jax_stepsize
+from curvlr.pytorch import curvature, stepsize as torch_stepsize
+from curvlr.workloads import get_workload
+from test_parity import torch_to_jax
+
+HP = dataclasses.replace(defaults.HPARAMS, dropout_rate=0.0)  # identical forward passes
+BATCH = 256
+CDAT_EVERY_2 = P.CDATPolicy(schedule=amortization.EveryK(k=2))
+MEDIAN_SMALL = P.MedianPolicy(interval_median.IntervalMedianConfig(
+    step_hint=20, warmup_steps=2, interval=4, window=3))  # windows at 2-4, 6-8, ...
+
+
+# ----------------------------------------------------------------------------- core policy
+
+
+def test_clock_times_uninterrupted_updates_and_always_registers_measurements():
+  policy = P.CDATPolicy(schedule=amortization.Budget(target=0.1))
+  state = P.init(policy)
+  state = P.start_step(policy, state, 0, now=100.0, evals=0)
+  state = P.observe(policy, state, 0, P.Measurement(-1.0, 10.0))
+  state = P.start_step(policy, state, 1, now=103.0, evals=0)  # step 0 took 3 s
+  assert (state.timing.measure_count, state.timing.measure_seconds) == (1, 3.0)
+  state = P.start_step(policy, state, 2, now=104.0, evals=0)  # step 1: plain, 1 s
+  assert state.timing.plain_seconds == 1.0
+  state = P.observe(policy, state, 2, P.Measurement(-1.0, 10.0))
+  state = P.start_step(policy, state, 3, now=150.0, evals=1)  # an eval ran: not timed
+  assert state.timing.measure_count == 2 and state.timing.last_measured_step == 2
+  assert state.timing.measure_seconds == 3.0 and state.timing.rejected_count == 0
+  # Budget: extra cost 2 s, plain 1 s -> gap ceil(2 * 0.9 / 0.1) = 18 after step 0.
+  assert amortization.budget_gap(policy.schedule, state.timing) == 18
+
+
+def test_reduce_is_called_on_every_timed_step_only():
+  calls = []
+  policy = CDAT_EVERY_2
+  state = P.init(policy)
+  for step, evals in enumerate([0, 0, 1, 1]):
+    state = P.start_step(policy, state, step, float(step), evals,
+                         reduce=lambda s: calls.append(s) or s)
+  assert calls == [1.0, 1.0]  # 0->1 and 2->3; 1->2 crossed an eval
+
+
+def test_cdat_measured_every_k_steps_keeps_the_time_constant_in_steps():
+  config = cdat.CDATConfig(ema_decay=0.9, eps=0.0, max_growth=1e9, lr_max=1e9)
+  state = cdat.update(config, cdat.init(config), -1.0, 1.0)
+  state = cdat.update(config, state, -1.0, 4.0, steps=10)
+  w = 0.9**10  # weight left on the old d after 10 steps
+  expected = 2.0 * 1.0 / ((w * 0.1 * 1.0 + (1 - w) * 4.0) / (w * 0.1 + (1 - w)))
+  assert cdat.raw_lr(config, state) == pytest.approx(expected, rel=1e-12)
+  with pytest.raises(ValueError, match='steps'):
+    cdat.update(config, state, -1.0, 1.0, steps=0)
+
+
+def test_median_policy_state_round_trips_mid_window():
+  rng = np.random.default_rng(0)
+  measurements = [P.TwoBatchMeasurement(*rng.normal(size=4)) for _ in range(30)]
+
+  def run(steps, state, checkpoint_at=None):
+    for step in steps:
+      if step == checkpoint_at:
+        state = P.decode(MEDIAN_SMALL, P.encode(state))
+      if P.should_measure(MEDIAN_SMALL, state, step):
+        state = P.observe(MEDIAN_SMALL, state, step, measurements[step])
+    return state
+
+  straight = run(range(30), P.init(MEDIAN_SMALL))
+  resumed = run(range(30), P.init(MEDIAN_SMALL), checkpoint_at=7)  # window 6-8, after 6
+  assert resumed == straight and straight.rule.applied_count + straight.rule.rejected_windows == 7
+
+
+def test_median_lr_follows_baseline_then_windows():
+  state = P.init(MEDIAN_SMALL)
+  assert [P.should_measure(MEDIAN_SMALL, state, s) for s in range(8)] == [
+      False, False, True, True, True, False, True, True]
+  for step, alpha in zip((2, 3, 4), (1e-3, 3e-3, -1.0)):  # debiased alphas: -gd_1/dGd_1
+    state = P.observe(MEDIAN_SMALL, state, step, P.TwoBatchMeasurement(-alpha, 1.0, -1.0, 1.0))
+  assert P.learning_rate(MEDIAN_SMALL, state, 5) == pytest.approx(1e-3)  # median, > 0
+  row = P.metrics(MEDIAN_SMALL, state, P.TwoBatchMeasurement(-2.0, 1.0, -1.0, 4.0))
+  assert row['alpha_debiased'] == 2.0 and row['alpha_biased'] == 0.25
+  assert row['alpha_numerator_term'] + row['alpha_denominator_term'] == pytest.approx(1.75)
+
+
+# ----------------------------------------------------------------------------- frameworks
+
+
+class Recorder:
+  """A metrics_logger that keeps rows in memory."""
+
+  def __init__(self):
+    self.rows = []
+
+  def append_scalar_metrics(self, metrics, global_step, *args, **kwargs):
+    del args, kwargs
+    self.rows.append((global_step, dict(metrics)))
+
+  def measurements(self):
+    keys = ('g_dot_u', 'u_m_u', 'gd_1', 'dGd_1', 'gd_2', 'dGd_2', 'lr')
+    return [(s, {k: r[k] for k in keys if k in r}) for s, r in self.rows
+            if 'overhead_fraction' in r]
+
+
+@pytest.fixture(scope='module')
+def setup(tiny_criteo_dir):
+  wt = get_workload('criteo_embedded', 'pytorch', str(tiny_criteo_dir))
+  wj = get_workload('criteo_embedded', 'jax', str(tiny_criteo_dir))
+  wj.init_model_fn(jax.random.PRNGKey(0))  # sets param_shapes
+  batches = list(zip(range(8), wj._build_input_queue(jax.random.PRNGKey(0), 'train',  # pylint: disable=protected-access
+                                                     str(tiny_criteo_dir), BATCH)))
+  return wt, wj, [jax.device_get(b) for _, b in batches]
+
+
+def _torch_batch(batch):
+  """As the PyTorch pipeline: tensors, with all-ones train weights."""
+  out = {k: torch.as_tensor(np.array(v)) for k, v in batch.items()}
+  out.setdefault('weights', torch.ones_like(out['targets']))
+  return out
+
+
+def _run_torch(wt, policy, batches, steps, model=None, opt_state=None, start=0):
+  if model is None:
+    torch.manual_seed(0)
+    model, _ = wt.init_model_fn(np.array([0, 0]))
+    opt_state = torch_stepsize.init_optimizer_state(model, policy, HP)
+  wt.metrics_logger = Recorder()
+  for step in range(start, steps):
+    opt_state, model, _ = torch_stepsize.update_params(
+        HP, wt, model, None, _torch_batch(batches[step]), None, opt_state, step, [])
+  return model, opt_state, wt.metrics_logger.measurements()
+
+
+def _run_jax(wj, policy, batches, params, steps, opt_state=None, start=0):
+  opt_state = opt_state or jax_stepsize.init_optimizer_state(wj, policy, HP)
+  wj.metrics_logger = Recorder()
+  for step in range(start, steps):
+    opt_state, params, _ = jax_stepsize.update_params(
+        policy, HP, wj, params, None, batches[step], jax.random.PRNGKey(step), opt_state,
+        step, [])
+  return params, opt_state, wj.metrics_logger.measurements()
+
+
+@pytest.mark.parametrize('policy', [CDAT_EVERY_2, P.CDATPolicy(
+    schedule=amortization.EveryK(k=1, measure_fraction=0.5), curvature='hessian'),
+                                    MEDIAN_SMALL], ids=['cdat_ggn', 'cdat_hessian_half', 'median'])
+def test_pytorch_and_jax_measure_and_step_alike(setup, policy):
+  wt, wj, batches = setup
+  steps = 6
+  model, _, rows_t = _run_torch(wt, policy, batches, steps)
+  torch.manual_seed(0)
+  params = sharding.replicate(torch_to_jax(wt.init_model_fn(np.array([0, 0]))[0]))
+  params, _, rows_j = _run_jax(wj, policy, batches, params, steps)
+  assert [s for s, _ in rows_t] == [s for s, _ in rows_j] and rows_t
+  for (_, rt), (_, rj) in zip(rows_t, rows_j):
+    for key in rt:
+      assert rj[key] == pytest.approx(rt[key], rel=2e-3, abs=1e-7), key
+  after = torch_to_jax(model)
+  for leaf_t, leaf_j in zip(jax.tree.leaves(after), jax.tree.leaves(params)):
+    np.testing.assert_allclose(np.asarray(leaf_j), np.asarray(leaf_t), rtol=1e-3, atol=3e-5)
+
+
+def test_two_batch_measurement_matches_direct_computation(setup):
+  """d from half 2 alone; g_1.d by autograd and d^T G_1 d by finite differences on half 1."""
+  wt, _, batches = setup
+  torch.manual_seed(0)
+  model, _ = wt.init_model_fn(np.array([0, 0]))
+  opt_state = torch_stepsize.init_optimizer_state(model, MEDIAN_SMALL, HP)
+  for step in range(2):  # baseline warm-up steps fill the NAdamW moments
+    opt_state, model, _ = torch_stepsize.update_params(
+        HP, wt, model, None, _torch_batch(batches[step]), None, opt_state, step, [])
+  batch = _torch_batch(batches[2])
+  halves = [{k: v[0::2] for k, v in batch.items()}, {k: v[1::2] for k, v in batch.items()}]
+  params = list(model.parameters())
+
+  def forward(part):
+    return wt.model_fn(model, part, None, spec.ForwardPassMode.TRAIN, None,
+                       update_batch_norm=False)[0]
+
+  def grad(part):
+    loss = wt.loss_fn(part['targets'], forward(part), part['weights'])['summed']
+    return torch.autograd.grad(loss / len(part['targets']), params)
+
+  d = opt_state['optimizer'].direction(grads=list(grad(halves[1])))
+  gd_1 = sum((a * b).sum() for a, b in zip(grad(halves[0]), d)).item()
+  fd = curvature.ggn_quadratic_form(lambda: forward(halves[0]), model, d, halves[0]['targets'],
+                                    wt.loss_type, mask=halves[0]['weights'], method='fd',
+                                    fd_scale=3e-4).mean()  # float32 FD: ~0.1-0.3% error
+  wt.metrics_logger = Recorder()
+  torch_stepsize.update_params(HP, wt, model, None, batch, None, opt_state, 2, [])
+  row = wt.metrics_logger.measurements()[0][1]
+  assert row['gd_1'] == pytest.approx(gd_1, rel=1e-4)
+  assert row['dGd_1'] == pytest.approx(float(fd.quad), rel=5e-3)
+  assert row['gd_2'] < 0 < row['dGd_2']  # d is a descent direction for its own half
+
+
+def test_torch_checkpoint_mid_window_resumes_identically(setup):
+  wt, _, batches = setup
+  model, opt_state, rows = _run_torch(wt, MEDIAN_SMALL, batches, 8)
+  model_a, state_a, _ = _run_torch(wt, MEDIAN_SMALL, batches, 4)  # stops inside window 2-4
+  saved = pickle.dumps({k: v.state_dict() for k, v in state_a.items()})
+  torch.manual_seed(1)
+  model_b, _ = wt.init_model_fn(np.array([1, 1]))
+  model_b.load_state_dict(model_a.state_dict())
+  state_b = torch_stepsize.init_optimizer_state(model_b, MEDIAN_SMALL, HP)
+  for k, v in pickle.loads(saved).items():
+    state_b[k].load_state_dict(v)
+  model_b, state_b, rows_b = _run_torch(wt, MEDIAN_SMALL, batches, 8, model_b, state_b, start=4)
+  # Same decisions and values; CPU kernels (embedding backward) may sum in another order.
+  rule_b, rule = state_b['policy'].value.rule, opt_state['policy'].value.rule
+  assert (rule_b.window_start, len(rule_b.window), rule_b.applied_count) == (
+      rule.window_start, len(rule.window), rule.applied_count)
+  assert rule_b.lr == pytest.approx(rule.lr, rel=1e-5)
+  assert [s for s, _ in rows_b] == [s for s, _ in rows if s >= 4]
+  for p, q in zip(model.parameters(), model_b.parameters()):
+    torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
+
+
+def test_jax_checkpoint_keeps_policy_state_exactly(setup):
+  _, wj, batches = setup
+  params, _ = wj.init_model_fn(jax.random.PRNGKey(0))
+  _, (opt_state, update_fn), _ = _run_jax(wj, CDAT_EVERY_2, batches, params, 3)
+  restored = sharding.replicate(pickle.loads(pickle.dumps(jax.device_get(opt_state))))
+  before = jax_stepsize._decode(CDAT_EVERY_2, opt_state['policy'])  # pylint: disable=protected-access
+  after = jax_stepsize._decode(CDAT_EVERY_2, restored['policy'])  # pylint: disable=protected-access
+  assert after == before and after.rule.count == 2
+  json.dumps(P.to_dict(after), allow_nan=False)
+  assert update_fn is not None
+
+
+def test_non_finite_measurement_keeps_lr():
+  policy = CDAT_EVERY_2
+  state = P.observe(policy, P.init(policy), 0, P.Measurement(-1.0, 1e4))
+  lr = P.learning_rate(policy, state, 0)
+  state = P.observe(policy, state, 2, P.Measurement(math.nan, 1.0))
+  assert P.learning_rate(policy, state, 2) == lr and state.rule.rejected_count == 1
+
+
+@pytest.mark.slow
+def test_budget_controller_keeps_real_overhead_near_target(setup):
+  """A real PyTorch run: the controller's own accounting of measurement overhead (extra
+  seconds of measurement steps / all seconds) stays near its target. Loose bounds: the
+  machine may be shared; bench/bench_submission_overhead.py measures the real figure."""
+  wt, _, batches = setup
+  target = 0.1
+  policy = P.CDATPolicy(schedule=amortization.Budget(target=target, untimed_warmup=1))
+  torch.manual_seed(0)
+  model, _ = wt.init_model_fn(np.array([0, 0]))
+  opt_state = torch_stepsize.init_optimizer_state(model, policy, HP)
+  wt.metrics_logger = None
+  for step in range(160):
+    opt_state, model, _ = torch_stepsize.update_params(
+        HP, wt, model, None, _torch_batch(batches[step % len(batches)]), None, opt_state,
+        step, [])
+  timing = opt_state['policy'].value.timing
+  assert 4 <= timing.measure_count <= 80  # neither starved nor every step
+  assert 0.0 < amortization.overhead_fraction(timing) < 2 * target

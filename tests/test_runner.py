@@ -90,3 +90,9 @@ def test_cli_exit_code_and_message(tmp_path):
        '--submission_path=submissions/self_tuning/nadamw/pytorch_submission.py',
        f'--experiment_dir={tmp_path}'], cwd=ROOT, capture_output=True, text=True)
   assert proc.returncode == 2 and 'Unknown workload' in proc.stderr
+
+
+def test_eval_every_steps_evaluates_on_step_multiples(tmp_path, tiny_criteo_dir):
+  (result,) = _run(tmp_path, tiny_criteo_dir, steps=7,
+                   extra=['--eval_every_steps=3', '--save_checkpoints=false'])
+  assert [step for step, _ in result.eval_results] == [3, 6, 7]  # and the final step

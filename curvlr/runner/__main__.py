@@ -61,7 +61,8 @@ def run(argv=None):
         global_batch_size=batch_size, global_eval_batch_size=eval_batch_size,
         hyperparameters=hparams, rng_seed=seed, max_global_steps=args.max_global_steps,
         self_tuning=args.tuning_ruleset == 'self', resume=args.resume_last_run,
-        save_checkpoints=args.save_checkpoints, skip_evals=args.skip_evals, progress=show)
+        save_checkpoints=args.save_checkpoints, skip_evals=args.skip_evals, progress=show,
+        eval_every_steps=args.eval_every_steps)
     results.append(result)
     if backend.is_rank0:
       ttt = (f'{result.time_to_validation_target:.1f} s of submission time'

@@ -39,6 +39,11 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument('--append_timestamp', type=_bool, nargs='?', const=True, default=False)
   p.add_argument('--save_checkpoints', type=_bool, nargs='?', const=True, default=True)
   p.add_argument('--skip_evals', type=_bool, nargs='?', const=True, default=False)
+  p.add_argument('--eval_every_steps', type=int, default=None,
+                 help='Ours, for shared machines: eval every N steps instead of every '
+                      "eval_period_time_sec of wall-clock, and train until the steps run out "
+                      '(--max_global_steps) or the targets are hit, ignoring the time budget. '
+                      'Logs keep accumulated_submission_time.')
   p.add_argument('--progress_every_sec', type=float, default=10.0,
                  help='Seconds between progress lines (ours; 0 disables).')
   return p

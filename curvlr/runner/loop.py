@@ -32,8 +32,12 @@ class TrialResult:
 def train_once(workload, submission: types.ModuleType, backend, prng, *, trial_dir,
                data_dir, global_batch_size, global_eval_batch_size, hyperparameters,
                rng_seed, max_global_steps, self_tuning, resume, save_checkpoints,
-               skip_evals=False, progress=None) -> TrialResult:
-  """One training run into `trial_dir` (created by the caller)."""
+               skip_evals=False, progress=None, eval_every_steps=None) -> TrialResult:
+  """One training run into `trial_dir` (created by the caller).
+
+  eval_every_steps: ours, for load-independent experiments on shared machines: evals
+  every that many steps instead of by wall-clock, and no time budget.
+  """
   rng = prng.key(rng_seed)
   data_rng, opt_init_rng, model_init_rng, rng = prng.split(rng, 4)
   input_queue = workload._build_input_queue(data_rng, 'train', data_dir, global_batch_size)  # pylint: disable=protected-access
@@ -91,9 +95,11 @@ def train_once(workload, submission: types.ModuleType, backend, prng, *, trial_d
     train_step_end_time = backend.get_time()
     state['accumulated_submission_time'] += train_step_end_time - state['last_step_end_time']
 
-    if not skip_evals and (
-        train_step_end_time - state['last_eval_time'] >= workload.eval_period_time_sec
-        or state['training_complete']):
+    if eval_every_steps:
+      eval_due = global_step % eval_every_steps == 0
+    else:
+      eval_due = train_step_end_time - state['last_eval_time'] >= workload.eval_period_time_sec
+    if not skip_evals and (eval_due or state['training_complete']):
       del batch
       if prepare_for_eval is not None:
         prep_start = backend.get_time()
@@ -104,7 +110,8 @@ def train_once(workload, submission: types.ModuleType, backend, prng, *, trial_d
             optimizer_state=optimizer_state, eval_results=eval_results,
             global_step=global_step, rng=prep_eval_rng)
         state['accumulated_submission_time'] += backend.get_time() - prep_start
-      state['is_time_remaining'] = state['accumulated_submission_time'] < budget
+      state['is_time_remaining'] = (bool(eval_every_steps)
+                                    or state['accumulated_submission_time'] < budget)
       if state['is_time_remaining']:
         eval_start = backend.get_time()
         result = workload.eval_model(global_eval_batch_size, params, model_state, eval_rng,

@@ -1,6 +1,8 @@
-"""`make demo`: train the baselines on the embedded workload, print time-to-target, write a report.
+"""`make demo`: train the baselines and the curvature submissions on the embedded workload,
+print time-to-target, write a report.
 
-python -m curvlr.demo [--framework=jax] [--submissions=nadamw,schedule_free_adamw] [--rng_seed=0]
+python -m curvlr.demo [--framework=jax] [--submissions=nadamw,schedule_free_adamw,cdat_nadamw,
+                                          ggn_median_nadamw] [--rng_seed=0]
 
 Runs land in <experiment_dir>/<submission>/study_<seed>/criteo_embedded_<framework>/
 (AlgoPerf's scoring layout), and `analysis.report` scores them into <experiment_dir>/report.
@@ -29,7 +31,8 @@ def targets_file(out_dir: pathlib.Path) -> pathlib.Path:
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__)
   p.add_argument('--framework', default='pytorch', choices=('pytorch', 'jax'))
-  p.add_argument('--submissions', default='nadamw,schedule_free_adamw')
+  p.add_argument('--submissions',
+                 default='nadamw,schedule_free_adamw,cdat_nadamw,ggn_median_nadamw')
   p.add_argument('--rng_seed', type=int, default=0)
   p.add_argument('--experiment_dir', default=str(ROOT / 'experiments' / 'demo'))
   args = p.parse_args(argv)

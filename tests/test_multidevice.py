@@ -92,24 +92,26 @@ def _assert_same(one, two, rel):
 
 @pytest.mark.slow
 @pytest.mark.parametrize('kind', sorted(CURVATURE_RUNS))
-def test_curvature_submissions_jax_two_devices_match_one(tmp_path, tiny_criteo_dir, kind):
+def test_curvature_submissions_jax_two_devices_match_one(tmp_path, small_criteo_dir, kind):
   cmd = [sys.executable, '-m', 'curvlr.runner']
   run = dict(CURVATURE_RUNS[kind], extra=_curvature_args(kind, tmp_path))
   one = _run(cmd, {'XLA_FLAGS': '--xla_force_host_platform_device_count=1'}, tmp_path, 'one',
-             'jax', tiny_criteo_dir, **run)
+             'jax', small_criteo_dir, **run)
   two = _run(cmd, {'XLA_FLAGS': '--xla_force_host_platform_device_count=2'}, tmp_path, 'two',
-             'jax', tiny_criteo_dir, **run)
-  _assert_same(one, two, rel=1e-4)
+             'jax', small_criteo_dir, **run)
+  _assert_same(one, two, rel=1e-3)  # float32 reduction order differs with 2 devices
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize('kind', sorted(CURVATURE_RUNS))
-def test_curvature_submissions_torchrun_two_processes_match_one(tmp_path, tiny_criteo_dir,
+def test_curvature_submissions_torchrun_two_processes_match_one(tmp_path, small_criteo_dir,
                                                                 kind):
   run = dict(CURVATURE_RUNS[kind], extra=_curvature_args(kind, tmp_path))
   one = _run([sys.executable, '-m', 'curvlr.runner'], {}, tmp_path, 'one', 'pytorch',
-             tiny_criteo_dir, **run)
+             small_criteo_dir, **run)
   two = _run([sys.executable, '-m', 'torch.distributed.run', '--standalone',
               '--nproc_per_node=2', '-m', 'curvlr.runner'], {'OMP_NUM_THREADS': '1'},
-             tmp_path, 'two', 'pytorch', tiny_criteo_dir, **run)
-  _assert_same(one, two, rel=5e-3)  # dropout masks differ per rank (see above)
+             tmp_path, 'two', 'pytorch', small_criteo_dir, **run)
+  # Dropout masks differ per rank (see above) and CDAT's lr follows the measured curvature,
+  # so the trajectories drift apart by ~1%; the decisions must still be identical.
+  _assert_same(one, two, rel=3e-2)

@@ -45,10 +45,10 @@ def main(argv=None):
         f'--experiment_dir={out / name}', f'--experiment_name=study_{args.rng_seed}',
         f'--rng_seed={args.rng_seed}', '--overwrite', '--save_checkpoints=false'])
     summary.append((name, result))
-  print('\nsubmission        steps  time-to-target (s of submission time)  logs')
+  print('\nsubmission          steps  time-to-target (s of submission time)  logs')
   for name, r in summary:
     ttt = f'{r.time_to_validation_target:.1f}' if r.time_to_validation_target else 'not reached'
-    print(f'{name:16s} {r.global_step:6d}  {ttt:>38s}  {r.trial_dir}')
+    print(f'{name:18s} {r.global_step:6d}  {ttt:>38s}  {r.trial_dir}')
   report.main(['--submission_dir', str(out), '--output_dir', str(out / 'report'),
                '--self_tuning', '--targets', str(targets_file(out))])
 

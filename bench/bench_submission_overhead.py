@@ -154,7 +154,8 @@ def main():
   parser.add_argument('--quick', action='store_true',
                       help='2 rounds of 2 steps, 1 warm-up step (smoke test)')
   parser.add_argument('--rounds', type=int, default=5)
-  parser.add_argument('--steps', type=int, default=50, help='timed steps per block')
+  parser.add_argument('--steps', type=int, default=100,
+                      help='timed steps per block (rounds * steps = I = 500 on criteo_embedded)')
   parser.add_argument('--warmup', type=int, default=12,
                       help='untimed steps per submission; > N so that the median one '
                            'also runs a plain step')

@@ -22,6 +22,7 @@ import torch
 from curvlr.core import schedule_free
 from curvlr.runner import __main__ as runner
 from curvlr.runner import backends
+from test_algoperf_compat import _fake_criteo_batch
 from submissions.self_tuning.schedule_free_adamw import jax_submission, pytorch_submission
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -283,18 +284,6 @@ def test_runner_one_and_two_devices(tmp_path, monkeypatch, tiny_criteo_dir, fram
   assert [s for s, *_ in two] == [s for s, *_ in one]
   for (_, t1, v1), (_, t2, v2) in zip(one, two):  # no dropout: same trajectory
     assert t1 == pytest.approx(t2, rel=1e-5) and v1 == pytest.approx(v2, rel=1e-5)
-
-
-def _fake_criteo_batch(framework, batch_size=4):
-  """AlgoPerf's reference_algorithm_tests.py criteo fake batch (ALGOPERF.md 7.1)."""
-  targets = np.ones(batch_size)
-  targets[0] = 0
-  if framework == 'jax':
-    return {'inputs': np.ones((batch_size, 39)), 'targets': targets,
-            'weights': np.ones(batch_size)}
-  return {'inputs': torch.ones((batch_size, 39)),
-          'targets': torch.as_tensor(targets, dtype=torch.long),
-          'weights': torch.ones(batch_size, dtype=torch.bool)}
 
 
 @pytest.mark.parametrize('framework', ['pytorch', 'jax'])

@@ -66,15 +66,6 @@ def _sums(workload, hparams, curvature_kind, model_state, params, direction, bat
                 mask=batch.get('weights'), label_smoothing=hparams.label_smoothing).mean()
 
 
-def _plain_step(workload, hparams, update_fn, model_state, opt_state, params, batch, rng, lr):
-  (loss, new_model_state), grads = train_step.loss_and_grad(
-      workload, params, model_state, batch, rng, hparams.dropout_rate,
-      hparams.label_smoothing)
-  u, new_opt_state = update_fn(grads, opt_state, params)
-  new_params = jax.tree.map(lambda p, v: p + lr * v, params, u)
-  return new_opt_state, new_params, new_model_state, loss, train_step.global_norm(grads)
-
-
 def _cdat_step(workload, hparams, update_fn, curvature_kind, measure_rows, model_state,
                opt_state, params, batch, rng):
   """-> (new_opt_state, u, new_model_state, loss, grad_norm, (g.u, u^T M u))."""
@@ -118,7 +109,7 @@ def _apply(params, u, lr):
   return jax.tree.map(lambda p, v: p + lr * v, params, u)
 
 
-_jit_plain = jax.jit(_plain_step, static_argnums=(0, 1, 2))
+_jit_plain = jax.jit(train_step.nadamw_step, static_argnums=(0, 1, 2))
 _jit_cdat = jax.jit(_cdat_step, static_argnums=(0, 1, 2, 3, 4))
 _jit_two_batch = jax.jit(_two_batch_step, static_argnums=(0, 1, 2))
 _jit_apply = jax.jit(_apply)

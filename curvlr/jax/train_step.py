@@ -25,6 +25,19 @@ def loss_and_grad(workload, params, model_state, batch, rng, dropout_rate, label
   return (summed / n_valid, new_model_state), grads
 
 
+def nadamw_step(workload, hparams, update_fn, model_state, opt_state, params, batch, rng, lr):
+  """Gradient, NAdamW direction u (`update_fn`), params + lr * u.
+
+  -> (new_opt_state, new_params, new_model_state, loss, grad_norm); jit with the first
+  three arguments static.
+  """
+  (loss, new_model_state), grads = loss_and_grad(
+      workload, params, model_state, batch, rng, hparams.dropout_rate, hparams.label_smoothing)
+  u, new_opt_state = update_fn(grads, opt_state, params)
+  new_params = jax.tree.map(lambda p, v: p + lr * v, params, u)
+  return new_opt_state, new_params, new_model_state, loss, global_norm(grads)
+
+
 def global_norm(tree) -> jax.Array:
   return jnp.sqrt(sum(jnp.vdot(x, x) for x in jax.tree.leaves(tree)))
 

@@ -25,16 +25,7 @@ def init_optimizer_state(workload: spec.Workload, model_params, model_state,
   return sharding.replicate(tx.init(zeros)), tx.update
 
 
-def _step(workload, update_fn, model_state, opt_state, params, batch, rng, lr):
-  (loss, new_model_state), grads = train_step.loss_and_grad(
-      workload, params, model_state, batch, rng, HPARAMS.dropout_rate,
-      HPARAMS.label_smoothing)
-  direction, new_opt_state = update_fn(grads, opt_state, params)
-  new_params = jax.tree.map(lambda p, u: p + lr * u, params, direction)
-  return new_opt_state, new_params, new_model_state, loss, train_step.global_norm(grads)
-
-
-_jitted_step = train_step.jit_step(_step)
+_jitted_step = train_step.jit_step(train_step.nadamw_step, num_static=3, donate=(3, 4, 5))
 
 
 def update_params(workload, current_param_container, current_params_types, model_state,
@@ -44,7 +35,7 @@ def update_params(workload, current_param_container, current_params_types, model
   opt_state, update_fn = optimizer_state
   lr = schedules.nadamw_baseline_lr(global_step, workload.step_hint, HPARAMS)
   new_opt_state, new_params, new_model_state, loss, grad_norm = _jitted_step(
-      workload, update_fn, model_state, opt_state, current_param_container,
+      workload, HPARAMS, update_fn, model_state, opt_state, current_param_container,
       train_step.place_batch(batch), rng, jnp.float32(lr))
   if workload.metrics_logger is not None and global_step % 100 == 0:
     workload.metrics_logger.append_scalar_metrics(

@@ -1,0 +1,38 @@
+"""Names of the scalars our submissions write to `measurements.csv`: the one contract
+between the writers (`curvlr.core.policy.metrics`, the framework drivers, the baselines)
+and the readers (`analysis.report`'s plots).
+
+Every name a submission logs is listed in exactly one group; `tests/test_metric_names.py`
+checks that the policies' metrics stay inside these groups.
+
+Units: lrs are absolute (the step is params += lr * u, u NAdamW's unit-lr direction);
+g.u, u^T M u, g.d and d^T G d are per-example means of the training loss.
+"""
+
+# Every submission, every logged step: training loss, gradient norm, applied lr.
+TRAINING = ('loss', 'grad_norm', 'lr')
+
+# CDAT (seed 000) at each measurement: g.u, u^T M u (M = GGN or Hessian), the rule's
+# unclipped sigma * EMA(n) / EMA(d), and the count of dropped (non-finite) measurements.
+CDAT = ('g_dot_u', 'u_m_u', 'cdat_raw_lr', 'cdat_rejected')
+
+# Interval-median (seed 003) at each two-batch measurement: the four raw scalars (d from
+# half 2; g, G from half 1 or 2), the alphas of `interval_median.AlphaDecomposition`, and
+# the window bookkeeping.
+TWO_BATCH = ('gd_1', 'dGd_1', 'gd_2', 'dGd_2')
+ALPHAS = ('alpha_biased', 'alpha_debiased', 'alpha_hybrid', 'alpha_numerator_term',
+          'alpha_denominator_term')
+MEDIAN = ('median_applied', 'median_rejected_windows', 'last_median')
+
+# Cost accounting of the measurement schedule (both curvature submissions).
+COST = ('overhead_fraction', 'measure_count')
+
+# Groups the report draws, in panel order: (file kind, title, columns).
+CURVATURE_PLOTS = (
+    ('lr', 'learning rate', ('lr', 'cdat_raw_lr', 'alpha_debiased', 'alpha_biased',
+                             'last_median')),
+    ('curvature', 'curvature along the update', CDAT[:2] + TWO_BATCH),
+    ('measurement', 'measurement bookkeeping', ('cdat_rejected',) + MEDIAN + COST),
+)
+
+ALL = TRAINING + CDAT + TWO_BATCH + ALPHAS + MEDIAN + COST

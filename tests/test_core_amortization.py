@@ -25,10 +25,11 @@ def test_every_k():
 def test_windowed_and_window_position():
   config = am.Windowed(interval=10, length=3, start=5)
   assert measured_steps(config, 40)[0] == [5, 6, 7, 15, 16, 17, 25, 26, 27, 35, 36, 37]
-  assert am.window_position(config, 4) is None
-  assert am.window_position(config, 5) == (5, 0)
-  assert am.window_position(config, 27) == (25, 2)
-  assert am.window_position(config, 28) is None
+  state = am.init(config)
+  assert am.window_position(config, state, 4) is None
+  assert am.window_position(config, state, 5) == (5, 0)
+  assert am.window_position(config, state, 27) == (25, 2)
+  assert am.window_position(config, state, 28) is None
   assert measured_steps(am.Windowed(interval=3, length=3), 5)[0] == [0, 1, 2, 3, 4]
 
 
@@ -149,7 +150,9 @@ def test_untimed_warmup_ignores_first_costs_and_times_a_second_measurement():
   assert hits[2] - hits[1] in (49, 50)
   assert state.timed_measure_count == len(hits) - 1
   assert state.plain_count == 400 - len(hits) - 1
-  assert am.overhead_fraction(state) == pytest.approx(0.02, rel=0.2)
+  # Extrapolated to every recorded step, warm-ups included (their compile time is not).
+  true_overhead = len(hits) / (400 + len(hits))
+  assert am.overhead_fraction(state) == pytest.approx(true_overhead, rel=1e-9)
 
 
 def test_budget_measures_again_when_the_first_timed_measurement_is_lost():
@@ -176,7 +179,8 @@ def test_non_finite_times_are_rejected_but_measurement_registered():
 
 @pytest.mark.parametrize('config', [
     am.EveryK(k=3), am.Windowed(interval=50, length=5, start=10), am.Geometric(),
-    am.Budget(target=0.05, max_gap=400)])
+    am.Budget(target=0.05, max_gap=400),
+    am.Windowed(interval=50, length=5, start=10, target=0.05)])
 def test_json_round_trip_mid_run_gives_identical_decisions(config):
   cost = lambda k: 2.0 if k < 600 else 20.0
   hits, _, straight = simulate(config, cost, 1500, seed=5)
@@ -214,3 +218,58 @@ def test_ranks_fed_the_same_reduced_times_decide_identically():
 def test_unknown_schedule_type():
   with pytest.raises(TypeError, match='Unknown measurement schedule'):
     am.should_measure(object(), am.init(None), 0)
+
+
+# ----------------------------------------------------------------------------- budget windows
+
+
+@pytest.mark.parametrize('cost', [0.3, 2.0, 20.0])
+def test_budget_windows_keep_overhead_at_target_and_interval_as_minimum(cost):
+  config = am.Windowed(interval=40, length=5, start=10, target=0.02, untimed_warmup=1)
+  hits, overhead, state = simulate(config, lambda k: cost, 30_000)
+  starts = [k for k in hits if k - 1 not in hits]
+  assert starts[0] == 10 and all(k + i in hits for k in starts[:-1] for i in range(5))
+  assert len(hits) == 5 * len(starts) or hits[-1] >= 30_000 - 5
+  gaps = [b - a for a, b in zip(starts, starts[1:])]
+  expected = max(40, math.ceil(5 * cost * 0.98 / 0.02))  # plain step 1 s
+  assert all(g >= 40 for g in gaps)
+  # The plain-step EMA carries +-3% noise, which the small extra cost c amplifies.
+  assert all(abs(g - expected) <= 0.2 * expected + 1 for g in gaps[1:])
+  if expected > 40:  # The budget binds: at the target, plus the last window not yet paid off.
+    assert 0.9 * config.target <= overhead <= config.target + 5 * cost / 30_000 + 1e-3
+  else:  # The interval binds: one window per 40 steps.
+    assert overhead <= 5 * cost / (40 + 5 * cost) * 1.1
+  assert am.overhead_fraction(state) == pytest.approx(overhead, rel=0.1)
+
+
+def test_budget_windows_fall_back_to_the_interval_without_times():
+  config = am.Windowed(interval=30, length=3, target=0.01)
+  hits, _ = measured_steps(config, 100, seconds=lambda k, m: None)
+  assert hits == [0, 1, 2, 30, 31, 32, 60, 61, 62, 90, 91, 92]
+
+
+def test_budget_window_position_follows_the_recorded_window():
+  config = am.Windowed(interval=20, length=3, target=0.05)
+  state = am.init(config)
+  assert am.window_position(config, state, 0) == (0, 0)
+  state = am.record(config, state, 0, True, 3.0)
+  assert am.window_position(config, state, 2) == (0, 2)
+  for k in (1, 2):
+    state = am.record(config, state, k, True, 3.0)
+  for k in range(3, 25):
+    assert am.window_position(config, state, k) is None or k >= 20
+    state = am.record(config, state, k, False, 1.0)
+  # extra 2 s per measurement, plain 1 s: G = ceil(3 * 2 * 0.95 / 0.05) = 114 > 20.
+  assert am.window_gap(config, state) == 114
+  assert am.window_position(config, state, 113) is None
+  assert am.window_position(config, state, 114) == (114, 0)
+
+
+def test_timed_steps_are_measurements_their_successors_and_multiples():
+  config = am.EveryK(k=7, timing_every=10)
+  state, timed = am.init(config), []
+  for k in range(30):
+    m = am.should_measure(config, state, k)
+    timed += [k] * am.is_timed(config, state, k, m)
+    state = am.record(config, state, k, m, 1.0)
+  assert timed == [0, 1, 7, 8, 10, 14, 15, 20, 21, 22, 28, 29]

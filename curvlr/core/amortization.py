@@ -16,7 +16,11 @@ curvature on) is carried for the framework code; the decisions do not read it.
 Schedules (steps are 0-based `global_step`s; nothing is measured before `start`):
 - EveryK(k): start, start + k, start + 2k, ...
 - Windowed(interval I, length N): windows of N consecutive steps starting at
-  start + j*I, i.e. start + j*I + i for i in [0, N).
+  start + j*I, i.e. start + j*I + i for i in [0, N). With `target` set the windows are
+  budget-aware: the next window starts once step - (start of the last window) >=
+  max(I, G_N) with G_N = ceil(N * c * (1 - target) / (target * t)), c the mean extra
+  cost of the timed measurement steps so far and t as below: a cycle of one window and
+  its gap then spends at most `target` of its time measuring, and I is a minimum.
 - Geometric(first_gap, max_gap, growth): dense early, sparse later. Measurements at
   start, then after gaps g_j = clip(round(first_gap * growth**j), 1, max_gap).
 - Budget(target): an overhead-budget controller. The first measurement is at `start`;
@@ -31,6 +35,12 @@ Schedules (steps are 0-based `global_step`s; nothing is measured before `start`)
   stays at target whatever the costs do, and a change of cost takes effect right after
   the first measurement at the new cost. G is recomputed at every step from the current
   t. max_gap, when set, wins over the budget.
+
+Timing. Only some steps are timed (`is_timed`): every measurement step, the plain step
+right after one, and every `timing_every`-th step. Timing a step costs a device sync at
+its start and end under asynchronous dispatch (JAX, CUDA), which is why not every step
+is timed: a per-step sync would itself cost a few percent. Plain-step statistics come
+from these samples; `overhead_fraction` extrapolates them to all recorded steps.
 """
 import dataclasses
 import math
@@ -51,14 +61,18 @@ class _Schedule:
     untimed_warmup: the first this-many measurement steps and plain steps are not
       timed: they carry one-time costs (JIT compilation, lazy allocation) that would
       otherwise dominate the estimates. Use 1 under JAX.
+    timing_every: plain steps at multiples of this are timed (besides the step after
+      each measurement), >= 1.
   """
   start: int = dataclasses.field(default=0, kw_only=True)
   measure_fraction: float = dataclasses.field(default=1.0, kw_only=True)
   time_ema_decay: float = dataclasses.field(default=0.9, kw_only=True)
   untimed_warmup: int = dataclasses.field(default=0, kw_only=True)
+  timing_every: int = dataclasses.field(default=50, kw_only=True)
 
   def __post_init__(self):
     guards.check(self, 'start', lambda v: v >= 0, '>= 0')
+    guards.check(self, 'timing_every', lambda v: v >= 1, '>= 1')
     guards.check(self, 'untimed_warmup', lambda v: v >= 0, '>= 0')
     guards.check(self, 'measure_fraction', lambda v: 0 < v <= 1, 'in (0, 1]')
     guards.check(self, 'time_ema_decay', lambda v: 0 <= v < 1, 'in [0, 1)')
@@ -76,15 +90,21 @@ class EveryK(_Schedule):
 
 @dataclasses.dataclass(frozen=True)
 class Windowed(_Schedule):
-  """Windows of `length` consecutive steps every `interval` steps from `start` on."""
+  """Windows of `length` consecutive steps every `interval` steps from `start` on.
+
+  target: None for fixed windows at start + j * interval; an overhead fraction in
+    (0, 1) for budget-aware windows, `interval` apart at least (module docstring).
+  """
   interval: int
   length: int
+  target: Optional[float] = None
 
   def __post_init__(self):
     super().__post_init__()
     guards.check(self, 'interval', lambda v: v >= 1, '>= 1')
     guards.check(self, 'length', lambda v: 1 <= v <= self.interval,
                  f'in [1, interval ({self.interval})]')
+    guards.check(self, 'target', lambda v: v is None or 0 < v < 1, 'None or in (0, 1)')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,6 +161,7 @@ class AmortState(NamedTuple):
     timed_measure_count: timed measurement steps.
     measure_seconds: their total seconds.
     rejected_count: times that were NaN, inf or negative (ignored).
+    window_start: first step of the current or last window (Windowed), -1 before one.
   """
   last_measured_step: int = -1
   measure_count: int = 0
@@ -152,6 +173,7 @@ class AmortState(NamedTuple):
   timed_measure_count: int = 0
   measure_seconds: float = 0.0
   rejected_count: int = 0
+  window_start: int = -1
 
 
 def init(config: Schedule) -> AmortState:
@@ -164,12 +186,38 @@ def restore(data: dict) -> AmortState:
   return guards.restore_state(AmortState, data)
 
 
-def window_position(config: Windowed, step: int) -> Optional[Tuple[int, int]]:
-  """(first step of the window, index in the window) when `step` is in a window, else None."""
+def window_position(config: Windowed, state: AmortState,
+                    step: int) -> Optional[Tuple[int, int]]:
+  """(first step of the window, index in the window) when `step` is in a window, else None.
+
+  Fixed windows depend on `step` alone; budget-aware ones on the recorded windows and times.
+  """
   if step < config.start:
     return None
-  offset = (step - config.start) % config.interval
-  return (step - offset, offset) if offset < config.length else None
+  if config.target is None:
+    offset = (step - config.start) % config.interval
+    return (step - offset, offset) if offset < config.length else None
+  current = state.window_start
+  if current >= 0 and 0 <= step - current < config.length:
+    return current, step - current
+  if current < 0 or step - current >= window_gap(config, state):
+    return step, 0
+  return None
+
+
+def window_gap(config: Windowed, state: AmortState) -> int:
+  """Steps between window starts: max(interval, G_N) under a target, else interval.
+
+  Falls back to `interval` while no plain and no measurement step has been timed.
+  """
+  plain = plain_step_seconds(config, state)
+  if config.target is None or plain is None or plain <= 0.0 or state.timed_measure_count == 0:
+    return config.interval
+  extra = state.measure_seconds / state.timed_measure_count - plain
+  if extra <= 0.0:
+    return config.interval
+  return max(config.interval, math.ceil(
+      config.length * extra * (1.0 - config.target) / (config.target * plain)))
 
 
 def _geometric_hit(config: Geometric, step: int) -> bool:
@@ -234,10 +282,17 @@ def should_measure(config: Schedule, state: AmortState, step: int) -> bool:
   if isinstance(config, EveryK):
     return (step - config.start) % config.k == 0
   if isinstance(config, Windowed):
-    return window_position(config, step) is not None
+    return window_position(config, state, step) is not None
   if isinstance(config, Geometric):
     return _geometric_hit(config, step)
   return _budget_due(config, state, step)
+
+
+def is_timed(config: Schedule, state: AmortState, step: int, measuring: bool) -> bool:
+  """Whether update `step` is timed (module docstring): a measurement step, the step right
+  after one, or a multiple of `timing_every`. Identical on every rank for equal inputs."""
+  return (measuring or step == state.last_measured_step + 1
+          or step % config.timing_every == 0)
 
 
 def record(config: Schedule, state: AmortState, step: int, measured: bool,
@@ -249,6 +304,9 @@ def record(config: Schedule, state: AmortState, step: int, measured: bool,
   ignored, and a NaN, inf or negative time is ignored and counted in `rejected_count`.
   """
   if measured:
+    if isinstance(config, Windowed) and not (
+        state.window_start >= 0 and 0 <= step - state.window_start < config.length):
+      state = state._replace(window_start=step)
     state = state._replace(last_measured_step=step, measure_count=state.measure_count + 1)
     if state.measure_count <= config.untimed_warmup:
       return state
@@ -272,13 +330,15 @@ def record(config: Schedule, state: AmortState, step: int, measured: bool,
 
 
 def overhead_fraction(state: AmortState) -> Optional[float]:
-  """Estimated share of the recorded time spent on measuring beyond a plain step.
+  """Estimated share of all recorded steps' time spent on measuring beyond a plain step.
 
-  (measurement seconds - timed measurements * mean plain seconds) / total seconds; None
-  before a plain and a measurement step have been timed.
+  With t the mean timed plain step and c the mean extra seconds of a timed measurement
+  step (both from the timed samples), M measurements and P plain steps recorded:
+  M c / ((P + M) t + M c). None before a plain and a measurement step have been timed.
   """
-  total = state.plain_seconds + state.measure_seconds
-  if state.plain_count == 0 or state.timed_measure_count == 0 or total <= 0.0:
+  if state.plain_count == 0 or state.timed_measure_count == 0:
     return None
-  mean_plain = state.plain_seconds / state.plain_count
-  return (state.measure_seconds - state.timed_measure_count * mean_plain) / total
+  plain = state.plain_seconds / state.plain_count
+  extra = state.measure_seconds / state.timed_measure_count - plain
+  total = (state.plain_steps + state.measure_count) * plain + state.measure_count * extra
+  return state.measure_count * extra / total if total > 0.0 else None

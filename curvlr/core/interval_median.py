@@ -3,7 +3,9 @@
 Steps 0 .. W-1 follow the NAdamW baseline schedule (warm-up, `schedules.py`). From step
 W on, windows of N consecutive measurement steps start at W, W + I, W + 2I, ...
 (`amortization.Windowed(interval=I, length=N, start=W)`; the thesis: W = 2000, first
-window 2000..2000+N-1). Each measurement step gives one lr candidate
+window 2000..2000+N-1). With `overhead_target` set, I is a minimum and the windows are
+spaced so that measuring costs at most that fraction of the wall-clock
+(`amortization.Windowed(target=...)`); their positions then depend on measured times. Each measurement step gives one lr candidate
 
     alpha = -g^T d / (d^T G d),
 
@@ -51,6 +53,8 @@ class IntervalMedianConfig:
     window: N, measurements per window.
     hparams: baseline whose warmup+cosine schedule (peak lr, warmup_factor) drives steps < W.
     min_valid_fraction: finite candidates a window needs, as a fraction of N, in (0, 1].
+    overhead_target: None for fixed windows every I steps (the thesis); a fraction in
+      (0, 1) for budget-aware windows at least I steps apart.
   """
   step_hint: int
   warmup_steps: int
@@ -58,6 +62,7 @@ class IntervalMedianConfig:
   window: int = 10
   hparams: schedules.NAdamWHParams = schedules.NADAMW_BASELINE
   min_valid_fraction: float = 0.5
+  overhead_target: Optional[float] = None
 
   def __post_init__(self):
     guards.check(self, 'step_hint', lambda v: v >= 1, '>= 1')
@@ -90,7 +95,8 @@ class IntervalMedianConfig:
   def schedule(self) -> amortization.Windowed:
     """The measurement steps as an amortization schedule."""
     return amortization.Windowed(interval=self.interval, length=self.window,
-                                 start=self.warmup_steps, untimed_warmup=1)
+                                 start=self.warmup_steps, untimed_warmup=1,
+                                 target=self.overhead_target)
 
   @property
   def min_valid(self) -> int:
@@ -128,11 +134,6 @@ def restore(data: dict) -> IntervalMedianState:
   return guards.restore_state(IntervalMedianState, data)
 
 
-def is_measurement_step(config: IntervalMedianConfig, step: int) -> bool:
-  """Whether `step` measures an alpha (pure function of config and step)."""
-  return amortization.window_position(config.schedule, step) is not None
-
-
 def lr_for_step(config: IntervalMedianConfig, state: IntervalMedianState, step: int) -> float:
   """lr of update `step`: the baseline schedule before W, the held lr from W on."""
   if step < config.warmup_steps:
@@ -140,19 +141,19 @@ def lr_for_step(config: IntervalMedianConfig, state: IntervalMedianState, step: 
   return state.lr
 
 
-def update(config: IntervalMedianConfig, state: IntervalMedianState, step: int,
-           alpha) -> IntervalMedianState:
-  """Adds the candidate `alpha` (absolute lr) measured at measurement step `step`.
+def update(config: IntervalMedianConfig, state: IntervalMedianState,
+           position: Tuple[int, int], alpha) -> IntervalMedianState:
+  """Adds the candidate `alpha` (absolute lr) measured at `position` = (first step of its
+  window, index in the window), as `amortization.window_position` gives it.
 
   Call once per measurement step, after the measurement. At the window's last step the
   window is closed: its median becomes the lr when positive and finite. A call for a new
   window discards an unfinished earlier one (its last step was never measured).
   """
-  position = amortization.window_position(config.schedule, step)
-  if position is None:
-    raise ValueError(f'interval_median.update: step {step} is not a measurement step of '
-                     f'{config.schedule}.')
   window_start, index = position
+  if not 0 <= index < config.window:
+    raise ValueError(f'interval_median.update: index {index} outside a window of '
+                     f'{config.window} measurements.')
   if state.window_start != window_start:
     state = state._replace(window_start=window_start, window=())
   alpha = float(alpha)

@@ -3,7 +3,7 @@
 The whole per-step decision logic shared by the PyTorch and JAX submissions:
 
     state = init(policy)
-    state = start_step(policy, state, step, time.time(), len(eval_results), reduce)
+    state = start_step(policy, state, step, len(eval_results), time.time, sync, reduce)
     if should_measure(policy, state, step):             # same on every rank
       ...framework code computes reduced scalars...
       state = observe(policy, state, step, measurement)
@@ -73,13 +73,25 @@ class MedianPolicy:
     rule: windows, warm-up and baseline schedule; its `schedule` decides measurements.
     debiased: use the two-batch alpha (d from half 2; g, G from half 1); False uses
       the biased one-batch alpha (g, G, d all from half 2).
+    biased_diagnostics: with `debiased`, also measure half 2 to log the biased alpha.
   """
   rule: interval_median.IntervalMedianConfig
   debiased: bool = True
+  biased_diagnostics: bool = False
 
   @property
   def schedule(self) -> amortization.Windowed:
     return self.rule.schedule
+
+  @property
+  def measures_both_halves(self) -> bool:
+    """Whether half 2's g_2.d and d^T G_2 d are measured too (one more JVP).
+
+    The debiased alpha needs half 1 only; the biased one, and the thesis' decomposition
+    of their difference (`biased_diagnostics`), need half 2 as well. Unmeasured, they
+    are NaN.
+    """
+    return not self.debiased or self.biased_diagnostics
 
   @property
   def curvature(self) -> str:
@@ -91,11 +103,13 @@ Policy = Union[CDATPolicy, MedianPolicy]
 
 class Clock(NamedTuple):
   """The update in progress: its step, start time (seconds since the epoch), whether it
-  measured, and how many evals had been run when it started (-1: none in progress)."""
+  measured, how many evals had been run when it started (-1: none in progress), and
+  whether it is timed (`amortization.is_timed`; its start was read after a device sync)."""
   step: int = -1
   start: float = 0.0
   measured: bool = False
   evals: int = -1
+  timed: bool = False
 
 
 class PolicyState(NamedTuple):
@@ -111,24 +125,41 @@ def init(policy: Policy) -> PolicyState:
   return PolicyState(rule, amortization.init(policy.schedule))
 
 
-def start_step(policy: Policy, state: PolicyState, step: int, now: float, evals: int,
-               reduce: Callable[[float], float] = lambda seconds: seconds) -> PolicyState:
-  """Starts update `step` at time `now` and records the previous update's duration.
+def _no_sync() -> None:
+  return None
 
-  The duration of update s is the time from its start to the start of update s + 1:
-  what AlgoPerf charges to the submission (data selection, the update, loop overhead,
-  and asynchronously dispatched work, which is charged where it is waited for). It is
-  timed only when update s + 1 follows s with no eval in between (`evals`, the number
-  of evals so far, is unchanged), since eval time is not submission time; a restart
-  from a checkpoint also fails that test. `reduce` (e.g. the max over ranks)
-  is called on every rank or on none, so that collectives stay matched.
+
+def start_step(policy: Policy, state: PolicyState, step: int, evals: int,
+               clock: Callable[[], float], sync: Callable[[], None] = _no_sync,
+               reduce: Callable[[float], float] = lambda seconds: seconds) -> PolicyState:
+  """Starts update `step` and records the previous update, timed or not.
+
+  The duration of update s is the time from its start to the start of update s + 1
+  (`clock()`, seconds): what AlgoPerf charges to the submission (data selection, the
+  update, loop overhead). Only the steps `amortization.is_timed` picks are timed, each
+  between two calls of `sync` (which waits for the device's queued work: under
+  asynchronous dispatch the clock alone would time the dispatch), so the other steps
+  run without a sync. A timed step counts only when update s + 1 follows s with no
+  eval in between (`evals`, the number of evals so far, is unchanged), since eval time
+  is not submission time; a restart from a checkpoint also fails that test. `sync` and
+  `reduce` (e.g. the max over ranks) are called on every rank or on none, so that
+  collectives stay matched.
   """
   previous = state.clock
-  if previous.step >= 0:  # Register it, timed only if it ran uninterrupted up to now.
-    timed = previous.step == step - 1 and previous.evals == evals
+  ended = previous.timed and previous.step == step - 1 and previous.evals == evals
+  if ended:
+    sync()
+  now = clock()
+  if previous.step >= 0:  # Register it, with its time only if timed and uninterrupted.
     state = record_time(policy, state, previous.step, previous.measured,
-                        reduce(now - previous.start) if timed else None)
-  return state._replace(clock=Clock(step=step, start=now, measured=False, evals=evals))
+                        reduce(now - previous.start) if ended else None)
+  timed = amortization.is_timed(policy.schedule, state.timing, step,
+                                should_measure(policy, state, step))
+  if timed and not ended:
+    sync()
+    now = clock()
+  return state._replace(clock=Clock(step=step, start=now, measured=False, evals=evals,
+                                    timed=timed))
 
 
 def should_measure(policy: Policy, state: PolicyState, step: int) -> bool:
@@ -138,7 +169,9 @@ def should_measure(policy: Policy, state: PolicyState, step: int) -> bool:
 
 def needs_reduced_times(policy: Policy) -> bool:
   """Whether decisions read step times, so that ranks must agree on them (e.g. their max)."""
-  return isinstance(policy.schedule, amortization.Budget)
+  schedule = policy.schedule
+  return isinstance(schedule, amortization.Budget) or (
+      isinstance(schedule, amortization.Windowed) and schedule.target is not None)
 
 
 def observe(policy: Policy, state: PolicyState, step: int,
@@ -149,9 +182,13 @@ def observe(policy: Policy, state: PolicyState, step: int,
     rule = cdat.update(policy.rule, state.rule, measurement.g_dot_u, measurement.u_m_u,
                        steps=step - last if 0 <= last < step else 1)
   else:
+    position = amortization.window_position(policy.schedule, state.timing, step)
+    if position is None:
+      raise ValueError(f'policy.observe: step {step} is not a measurement step of '
+                       f'{policy.schedule}.')
     alphas = interval_median.two_batch_alpha(*measurement)
     alpha = alphas.debiased if policy.debiased else alphas.biased
-    rule = interval_median.update(policy.rule, state.rule, step, alpha)
+    rule = interval_median.update(policy.rule, state.rule, position, alpha)
   return state._replace(rule=rule, clock=state.clock._replace(measured=True))
 
 

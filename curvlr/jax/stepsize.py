@@ -8,9 +8,11 @@ examples at even and odd positions, as in PyTorch: with an even number per devic
 are local to every device and independent of the device count. A CDAT sub-batch takes
 the first rows of every device's shard (no data moves; it depends on the device count).
 
-Plain steps are one jitted call with the held lr. Under a time-driven schedule (Budget)
-each update first waits for the previous one to finish, so that the step times the
-controller reads are the device's, not asynchronous dispatch's (one host sync per step). A measurement step is two: the first
+Plain steps are one jitted call with the held lr. Only the steps the schedule times
+(`amortization.is_timed`: measurement steps, the step after each, every 50th) wait for
+the device before the clock is read, so that their times are the device's, not
+asynchronous dispatch's; the other steps run without a host sync. A measurement step
+is two: the first
 computes the gradient, the new NAdamW state, u and the scalars; the host updates the
 policy and picks lr; the second applies params + lr * u.
 
@@ -25,6 +27,7 @@ import numpy as np
 
 from curvlr import spec
 from curvlr.core import policy as policy_lib
+from curvlr.core import scalar_log
 from curvlr.core.schedules import NAdamWHParams
 from curvlr.jax import curvature, sharding, train_step
 from curvlr.jax.nadamw import nadamw_direction
@@ -86,23 +89,29 @@ def _half(tree, parity: int):
   return jax.tree.map(lambda x: x.reshape((x.shape[0] // 2, 2) + x.shape[1:])[:, parity], tree)
 
 
-def _two_batch_step(workload, hparams, update_fn, model_state, opt_state, params, batch, rng):
-  """-> (new_opt_state, u, new_model_state, loss, grad_norm, (gd_1, dGd_1, gd_2, dGd_2))."""
+def _two_batch_step(workload, hparams, update_fn, both_halves, model_state, opt_state, params,
+                    batch, rng):
+  """-> (new_opt_state, u, new_model_state, loss, grad_norm, (gd_1, dGd_1, gd_2, dGd_2));
+  gd_2 and dGd_2 are NaN unless `both_halves`."""
   halves = (_half(batch, 0), _half(batch, 1))
-  (loss_1, _), grads_1 = train_step.loss_and_grad(
+  (loss_1, n_1, _), grads_1 = train_step.loss_grad_and_count(
       workload, params, model_state, halves[0], rng, hparams.dropout_rate,
       hparams.label_smoothing)
-  (loss_2, new_model_state), grads_2 = train_step.loss_and_grad(
+  (loss_2, n_2, new_model_state), grads_2 = train_step.loss_grad_and_count(
       workload, params, model_state, halves[1], rng, hparams.dropout_rate,
       hparams.label_smoothing)
   d, _ = update_fn(grads_2, opt_state, params)  # Look-ahead: the state is discarded.
-  s1, s2 = (_sums(workload, hparams, 'ggn', model_state, params, d, part, rng)
-            for part in halves)
-  w1 = s1.n / (s1.n + s2.n)
+  s1 = _sums(workload, hparams, 'ggn', model_state, params, d, halves[0], rng)
+  if both_halves:
+    s2 = _sums(workload, hparams, 'ggn', model_state, params, d, halves[1], rng)
+    second = [s2.gu, s2.quad]
+  else:
+    second = [jnp.full_like(s1.gu, jnp.nan)] * 2
+  w1 = n_1 / (n_1 + n_2)
   grads = jax.tree.map(lambda a, b: w1 * a + (1 - w1) * b, grads_1, grads_2)
   u, new_opt_state = update_fn(grads, opt_state, params)
   return (new_opt_state, u, new_model_state, w1 * loss_1 + (1 - w1) * loss_2,
-          train_step.global_norm(grads), jnp.stack([s1.gu, s1.quad, s2.gu, s2.quad]))
+          train_step.global_norm(grads), jnp.stack([s1.gu, s1.quad] + second))
 
 
 def _apply(params, u, lr):
@@ -111,7 +120,7 @@ def _apply(params, u, lr):
 
 _jit_plain = jax.jit(train_step.nadamw_step, static_argnums=(0, 1, 2))
 _jit_cdat = jax.jit(_cdat_step, static_argnums=(0, 1, 2, 3, 4))
-_jit_two_batch = jax.jit(_two_batch_step, static_argnums=(0, 1, 2))
+_jit_two_batch = jax.jit(_two_batch_step, static_argnums=(0, 1, 2, 3))
 _jit_apply = jax.jit(_apply)
 
 
@@ -128,10 +137,10 @@ def update_params(policy: policy_lib.Policy, hparams: NAdamWHParams, workload, p
                   eval_results) -> spec.UpdateReturn:
   """One AlgoPerf update: gradient, NAdamW direction u, maybe a measurement, p += lr u."""
   opt_state, update_fn = optimizer_state
-  if policy_lib.needs_reduced_times(policy):  # Time completed work, not async dispatch.
-    jax.block_until_ready(params)
   state = policy_lib.start_step(policy, _decode(policy, opt_state['policy']), global_step,
-                                time.time(), len(eval_results))
+                                len(eval_results), time.time,
+                                lambda: jax.block_until_ready(params))
+  previous_lr = policy_lib.learning_rate(policy, state, max(global_step - 1, 0))
   batch = train_step.place_batch(batch)
   measurement = None
   if not policy_lib.should_measure(policy, state, global_step):
@@ -145,7 +154,8 @@ def update_params(policy: policy_lib.Policy, hparams: NAdamWHParams, workload, p
         raise ValueError(f'Two-batch measurement needs an even number of examples per '
                          f'device, got {_per_device(batch)}.')
       nadam, u, model_state, loss, grad_norm, scalars = _jit_two_batch(
-          workload, hparams, update_fn, model_state, opt_state['nadam'], params, batch, rng)
+          workload, hparams, update_fn, policy.measures_both_halves, model_state,
+          opt_state['nadam'], params, batch, rng)
       measurement = policy_lib.TwoBatchMeasurement(*np.asarray(scalars, np.float64).tolist())
     else:
       nadam, u, model_state, loss, grad_norm, scalars = _jit_cdat(
@@ -159,7 +169,6 @@ def update_params(policy: policy_lib.Policy, hparams: NAdamWHParams, workload, p
   if logger is not None and measurement is not None:
     logger.append_scalar_metrics(
         {'lr': lr, **policy_lib.metrics(policy, state, measurement)}, global_step)
-  if logger is not None and global_step % 100 == 0:
-    logger.append_scalar_metrics(
-        {'loss': float(loss), 'grad_norm': float(grad_norm), 'lr': lr}, global_step)
+  if scalar_log.should_log(logger, global_step, lr, previous_lr, eval_results):
+    scalar_log.write(logger, global_step, loss, grad_norm, lr)
   return ({'nadam': nadam, 'policy': _encode(state)}, update_fn), params, model_state

@@ -8,7 +8,16 @@ from curvlr.jax import sharding
 
 
 def loss_and_grad(workload, params, model_state, batch, rng, dropout_rate, label_smoothing):
-  """-> ((loss, new_model_state), grads): global mean loss over valid examples.
+  """`loss_grad_and_count` without the count: -> ((loss, new_model_state), grads)."""
+  (loss, _, new_model_state), grads = loss_grad_and_count(
+      workload, params, model_state, batch, rng, dropout_rate, label_smoothing)
+  return (loss, new_model_state), grads
+
+
+def loss_grad_and_count(workload, params, model_state, batch, rng, dropout_rate,
+                        label_smoothing):
+  """-> ((loss, n_valid, new_model_state), grads): global mean loss over the n_valid
+  valid examples (AlgoPerf's `n_valid_examples`).
 
   Inside jit with a batch sharded over devices, sums are global: no pmean needed.
   """
@@ -22,7 +31,7 @@ def loss_and_grad(workload, params, model_state, batch, rng, dropout_rate, label
 
   (summed, (n_valid, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
   grads = jax.tree.map(lambda g: g / n_valid, grads)
-  return (summed / n_valid, new_model_state), grads
+  return (summed / n_valid, n_valid, new_model_state), grads
 
 
 def nadamw_step(workload, hparams, update_fn, model_state, opt_state, params, batch, rng, lr):

@@ -14,6 +14,8 @@ computes the reduced scalars they read:
   the moments untouched); g_1.d, d^T G_1 d, g_2.d and d^T G_2 d come from GGN-JVPs on
   the halves. A measurement step runs two half-batch forward/backward passes instead of
   one full one, so train-mode BatchNorm statistics are updated twice on such steps.
+  The debiased alpha needs half 1's JVP only; half 2's (for the biased alpha) runs
+  when `MedianPolicy.measures_both_halves`, else its scalars are NaN.
 Every rank all-reduces the sums before dividing, so all ranks feed identical scalars
 to the policy and take identical decisions.
 """
@@ -24,6 +26,7 @@ import torch
 
 from curvlr import spec
 from curvlr.core import policy as policy_lib
+from curvlr.core import scalar_log
 from curvlr.core.schedules import NAdamWHParams
 from curvlr.pytorch import curvature, distributed, train_step
 from curvlr.pytorch.nadamw import NAdamW
@@ -60,6 +63,12 @@ def _slice(tree, index: slice):
   return type(tree)(_slice(v, index) for v in tree)
 
 
+def _sync() -> None:
+  """Waits for queued device work before the clock is read (no-op on CPU, synchronous)."""
+  if torch.cuda.is_available():
+    torch.cuda.synchronize()
+
+
 def _local_size(batch) -> int:
   return len(batch['targets'])
 
@@ -89,31 +98,36 @@ def _measure_direction(workload, model, model_state, batch, rng, direction,
   return policy_lib.Measurement(float(sums.gu), float(sums.quad))
 
 
-def _two_batch_step(workload, model, model_state, batch, rng, optimizer: NAdamW, hparams):
+def _two_batch_step(workload, model, model_state, batch, rng, optimizer: NAdamW, hparams,
+                    both_halves: bool):
   """Gradient of the whole batch in `.grad`, from two half-batch passes, and the
-  two-batch measurement. -> (loss, new_model_state, TwoBatchMeasurement)."""
+  two-batch measurement (half 2's scalars NaN unless `both_halves`).
+  -> (loss, new_model_state, TwoBatchMeasurement)."""
   size = _local_size(batch)
   if size < 2 or size % 2:
     raise ValueError(f'Two-batch measurement needs an even number (>= 2) of examples per '
                      f'rank, got {size}.')
   halves = (_slice(batch, slice(0, None, 2)), _slice(batch, slice(1, None, 2)))
-  losses, grads = [], []
+  losses, counts, grads = [], [], []
   for part in halves:
-    loss, model_state = train_step.loss_and_grad(
+    loss, count, model_state = train_step.loss_grad_and_count(
         workload, model, model_state, part, rng, dropout_rate=hparams.dropout_rate,
         label_smoothing=hparams.label_smoothing)
     losses.append(loss)
+    counts.append(float(count))
     grads.append([p.grad.clone() for p in model.parameters()])
   d = optimizer.direction(grads=grads[1])
-  s1, s2 = (_sums(workload, model, model_state, part, rng, d, 'ggn', hparams)
-            for part in halves)
-  w1, w2 = float(s1.n) / float(s1.n + s2.n), float(s2.n) / float(s1.n + s2.n)
+  s1 = _sums(workload, model, model_state, halves[0], rng, d, 'ggn', hparams)
+  s2 = (_sums(workload, model, model_state, halves[1], rng, d, 'ggn', hparams) if both_halves
+        else None)
+  w1, w2 = counts[0] / sum(counts), counts[1] / sum(counts)
   with torch.no_grad():
     for p, g1, g2 in zip(model.parameters(), *grads):
       p.grad = w1 * g1 + w2 * g2
   loss = w1 * losses[0] + w2 * losses[1]
+  gd_2, dGd_2 = (float(s2.gu), float(s2.quad)) if both_halves else (math.nan, math.nan)
   return loss, model_state, policy_lib.TwoBatchMeasurement(
-      float(s1.gu), float(s1.quad), float(s2.gu), float(s2.quad))
+      float(s1.gu), float(s1.quad), gd_2, dGd_2)
 
 
 def update_params(hparams: NAdamWHParams, workload, model, model_state, batch, rng,
@@ -122,8 +136,9 @@ def update_params(hparams: NAdamWHParams, workload, model, model_state, batch, r
   holder, optimizer = optimizer_state['policy'], optimizer_state['optimizer']
   policy = holder.policy
   reduce = distributed.all_reduce_max if policy_lib.needs_reduced_times(policy) else float
-  state = policy_lib.start_step(policy, holder.value, global_step, time.time(),
-                                len(eval_results), reduce)
+  state = policy_lib.start_step(policy, holder.value, global_step, len(eval_results),
+                                time.time, _sync, reduce)
+  previous_lr = policy_lib.learning_rate(policy, state, max(global_step - 1, 0))
   measurement = None
   if not policy_lib.should_measure(policy, state, global_step):
     loss, model_state = train_step.loss_and_grad(
@@ -132,7 +147,8 @@ def update_params(hparams: NAdamWHParams, workload, model, model_state, batch, r
     u = optimizer.direction()
   elif isinstance(policy, policy_lib.MedianPolicy):
     loss, model_state, measurement = _two_batch_step(
-        workload, model, model_state, batch, rng, optimizer, hparams)
+        workload, model, model_state, batch, rng, optimizer, hparams,
+        policy.measures_both_halves)
     u = optimizer.direction()
   else:
     loss, model_state = train_step.loss_and_grad(
@@ -149,6 +165,6 @@ def update_params(hparams: NAdamWHParams, workload, model, model_state, batch, r
   if measurement is not None and workload.metrics_logger is not None:
     workload.metrics_logger.append_scalar_metrics(
         {'lr': lr, **policy_lib.metrics(policy, state, measurement)}, global_step)
-  train_step.log_metrics(workload, global_step,
-                         {'loss': loss, 'grad_norm': train_step.grad_norm(model), 'lr': lr})
+  if scalar_log.should_log(workload.metrics_logger, global_step, lr, previous_lr, eval_results):
+    scalar_log.write(workload.metrics_logger, global_step, loss, train_step.grad_norm(model), lr)
   return optimizer_state, model, model_state

@@ -8,9 +8,20 @@ from curvlr.pytorch import distributed
 
 def loss_and_grad(workload, model, model_state, batch, rng, *, dropout_rate: float,
                   label_smoothing: float = 0.0):
+  """`loss_grad_and_count` without the count: -> (loss, new_model_state)."""
+  loss, _, new_model_state = loss_grad_and_count(
+      workload, model, model_state, batch, rng, dropout_rate=dropout_rate,
+      label_smoothing=label_smoothing)
+  return loss, new_model_state
+
+
+def loss_grad_and_count(workload, model, model_state, batch, rng, *, dropout_rate: float,
+                        label_smoothing: float = 0.0):
   """Forward + backward of the globally normalised loss; fills `.grad`.
 
-  -> (loss: 0-d tensor, the global mean over valid examples; new_model_state).
+  -> (loss: 0-d tensor, the global mean over valid examples; n_valid: the global
+  count of valid examples, AlgoPerf's `n_valid_examples` summed over ranks;
+  new_model_state).
   Under DDP the summed loss and count are all-reduced with autograd-aware
   collectives (whose backward all-reduces too), so together with DDP's gradient
   averaging every rank holds the exact global-mean gradient.
@@ -29,18 +40,10 @@ def loss_and_grad(workload, model, model_state, batch, rng, *, dropout_rate: flo
     n_valid = dist_nn.all_reduce(torch.as_tensor(n_valid, dtype=summed.dtype))
   loss = summed / n_valid
   loss.backward()
-  return loss.detach(), new_model_state
+  return loss.detach(), torch.as_tensor(n_valid).detach(), new_model_state
 
 
 def grad_norm(model) -> torch.Tensor:
-  """L2 norm over all gradients (0-d tensor)."""
-  grads = [p.grad.detach().flatten() for p in model.parameters() if p.grad is not None]
-  return torch.linalg.vector_norm(torch.cat(grads))
-
-
-def log_metrics(workload, global_step: int, metrics: dict, every: int = 500,
-                first: int = 100) -> None:
-  """AlgoPerf's baseline cadence: steps <= 100, then every 500th; rank 0 only."""
-  if workload.metrics_logger is not None and (global_step <= first or global_step % every == 0):
-    workload.metrics_logger.append_scalar_metrics(
-        {k: float(v) for k, v in metrics.items()}, global_step)
+  """L2 norm over all gradients (0-d tensor), from per-tensor norms (no concatenated copy)."""
+  grads = [p.grad.detach() for p in model.parameters() if p.grad is not None]
+  return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 
 from curvlr import spec
-from curvlr.core import api, batch_sizes, schedules
+from curvlr.core import api, batch_sizes, scalar_log, schedules
 from curvlr.jax import sharding, train_step
 from curvlr.jax.nadamw import nadamw_direction
 
@@ -31,15 +31,15 @@ _jitted_step = train_step.jit_step(train_step.nadamw_step, num_static=3, donate=
 def update_params(workload, current_param_container, current_params_types, model_state,
                   hyperparameters, batch, loss_type, optimizer_state, eval_results,
                   global_step, rng, train_state=None) -> spec.UpdateReturn:
-  del current_params_types, hyperparameters, loss_type, eval_results, train_state
+  del current_params_types, hyperparameters, loss_type, train_state
   opt_state, update_fn = optimizer_state
   lr = schedules.nadamw_baseline_lr(global_step, workload.step_hint, HPARAMS)
   new_opt_state, new_params, new_model_state, loss, grad_norm = _jitted_step(
       workload, HPARAMS, update_fn, model_state, opt_state, current_param_container,
       train_step.place_batch(batch), rng, jnp.float32(lr))
-  if workload.metrics_logger is not None and global_step % 100 == 0:
-    workload.metrics_logger.append_scalar_metrics(
-        {'loss': float(loss), 'grad_norm': float(grad_norm), 'lr': lr}, global_step)
+  previous_lr = schedules.nadamw_baseline_lr(max(global_step - 1, 0), workload.step_hint, HPARAMS)
+  if scalar_log.should_log(workload.metrics_logger, global_step, lr, previous_lr, eval_results):
+    scalar_log.write(workload.metrics_logger, global_step, loss, grad_norm, lr)
   return (new_opt_state, update_fn), new_params, new_model_state
 
 

@@ -1,6 +1,6 @@
 """Self-tuning NAdamW baseline (PyTorch): AlgoPerf v0.6's, with JAX's schedule (lr = 0 after step_hint)."""
 from curvlr import spec
-from curvlr.core import api, batch_sizes, schedules
+from curvlr.core import api, batch_sizes, scalar_log, schedules
 from curvlr.pytorch import train_step
 from curvlr.pytorch.nadamw import NAdamW
 
@@ -22,15 +22,16 @@ def init_optimizer_state(workload: spec.Workload, model_params, model_state,
 def update_params(workload, current_param_container, current_params_types, model_state,
                   hyperparameters, batch, loss_type, optimizer_state, eval_results,
                   global_step, rng, train_state=None) -> spec.UpdateReturn:
-  del current_params_types, hyperparameters, loss_type, eval_results, train_state
+  del current_params_types, hyperparameters, loss_type, train_state
   model = current_param_container
   loss, new_model_state = train_step.loss_and_grad(
       workload, model, model_state, batch, rng, dropout_rate=HPARAMS.dropout_rate,
       label_smoothing=HPARAMS.label_smoothing)
   lr = schedules.nadamw_baseline_lr(global_step, workload.step_hint, HPARAMS)
   optimizer_state['optimizer'].step(lr)
-  train_step.log_metrics(workload, global_step,
-                         {'loss': loss, 'grad_norm': train_step.grad_norm(model), 'lr': lr})
+  previous_lr = schedules.nadamw_baseline_lr(max(global_step - 1, 0), workload.step_hint, HPARAMS)
+  if scalar_log.should_log(workload.metrics_logger, global_step, lr, previous_lr, eval_results):
+    scalar_log.write(workload.metrics_logger, global_step, loss, train_step.grad_norm(model), lr)
   return optimizer_state, model, new_model_state
 
 

@@ -12,7 +12,7 @@ import jax
 import optax
 
 from curvlr import spec
-from curvlr.core import api, batch_sizes, schedule_free
+from curvlr.core import api, batch_sizes, scalar_log, schedule_free
 from curvlr.jax import sharding, train_step
 
 HPARAMS = schedule_free.SCHEDULE_FREE_BASELINE
@@ -69,17 +69,17 @@ _jitted_eval_params = jax.jit(optax.contrib.schedule_free_eval_params)
 def update_params(workload, current_param_container, current_params_types, model_state,
                   hyperparameters, batch, loss_type, optimizer_state, eval_results,
                   global_step, rng, train_state=None) -> spec.UpdateReturn:
-  del current_params_types, hyperparameters, loss_type, eval_results, train_state
+  del current_params_types, hyperparameters, loss_type, train_state
   opt_state, update_fn = optimizer_state
   y = opt_state['train_params']
   params = current_param_container if y is None else y
   new_sf_state, new_params, new_model_state, loss, grad_norm = _jitted_step(
       workload, update_fn, model_state, opt_state['sf'], params,
       train_step.place_batch(batch), rng)
-  if workload.metrics_logger is not None and global_step % 100 == 0:
-    workload.metrics_logger.append_scalar_metrics(
-        {'loss': float(loss), 'grad_norm': float(grad_norm),
-         'lr': HPARAMS.learning_rate_at(global_step, workload.step_hint)}, global_step)
+  lr = HPARAMS.learning_rate_at(global_step, workload.step_hint)
+  previous_lr = HPARAMS.learning_rate_at(max(global_step - 1, 0), workload.step_hint)
+  if scalar_log.should_log(workload.metrics_logger, global_step, lr, previous_lr, eval_results):
+    scalar_log.write(workload.metrics_logger, global_step, loss, grad_norm, lr)
   return ({'sf': new_sf_state, 'train_params': None}, update_fn), new_params, new_model_state
 
 

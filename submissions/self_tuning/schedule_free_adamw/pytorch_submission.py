@@ -9,7 +9,7 @@ to y. Differences from AlgoPerf v0.5's submission: README.md next to this file.
 import schedulefree
 
 from curvlr import spec
-from curvlr.core import api, batch_sizes, schedule_free
+from curvlr.core import api, batch_sizes, scalar_log, schedule_free
 from curvlr.pytorch import train_step
 
 HPARAMS = schedule_free.SCHEDULE_FREE_BASELINE
@@ -33,16 +33,21 @@ def init_optimizer_state(workload: spec.Workload, model_params, model_state,
 def update_params(workload, current_param_container, current_params_types, model_state,
                   hyperparameters, batch, loss_type, optimizer_state, eval_results,
                   global_step, rng, train_state=None) -> spec.UpdateReturn:
-  del current_params_types, hyperparameters, loss_type, eval_results, train_state
+  del current_params_types, hyperparameters, loss_type, train_state
   model, optimizer = current_param_container, optimizer_state['optimizer']
   optimizer.train()  # x -> y after an eval; no-op otherwise.
   loss, new_model_state = train_step.loss_and_grad(
       workload, model, model_state, batch, rng, dropout_rate=HPARAMS.dropout_rate,
       label_smoothing=HPARAMS.label_smoothing)
-  grad_norm = train_step.grad_norm(model)  # before step(), which normalises .grad in place
-  optimizer.step()
-  train_step.log_metrics(workload, global_step, {
-      'loss': loss, 'grad_norm': grad_norm, 'lr': optimizer.param_groups[0]['scheduled_lr']})
+  lr = HPARAMS.learning_rate_at(global_step, workload.step_hint)
+  previous_lr = HPARAMS.learning_rate_at(max(global_step - 1, 0), workload.step_hint)
+  log = scalar_log.should_log(workload.metrics_logger, global_step, lr, previous_lr,
+                              eval_results)
+  grad_norm = train_step.grad_norm(model) if log else None  # before step(), which
+  optimizer.step()                                          # normalises .grad in place
+  if log:
+    scalar_log.write(workload.metrics_logger, global_step, loss, grad_norm,
+                     optimizer.param_groups[0]['scheduled_lr'])
   return optimizer_state, model, new_model_state
 
 

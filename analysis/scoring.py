@@ -264,7 +264,9 @@ def _study_rows(trial_rows: pd.DataFrame, tie_break: str
 
 def _check_counts(trial_rows: pd.DataFrame, rules: Rules, self_tuning: bool, strict: bool,
                   algoperf_mode: bool, notes: List[str]) -> None:
+  """AlgoPerf's count checks; study-count mismatches are gathered into one note."""
   expected_workloads = len(targets_lib.BASE_WORKLOADS) + len(rules.held_out)
+  few_studies = {}
   for submission, by_sub in trial_rows.groupby('submission'):
     num_workloads = by_sub['workload'].nunique()
     if algoperf_mode and num_workloads != expected_workloads:
@@ -273,13 +275,19 @@ def _check_counts(trial_rows: pd.DataFrame, rules: Rules, self_tuning: bool, str
     for workload, by_wl in by_sub.groupby('workload'):
       num_studies = by_wl['study'].nunique()
       if num_studies != rules.num_studies:
-        _problem(strict, notes, f'Expecting {rules.num_studies} studies for workload '
-                 f'{workload} but found {num_studies} studies for {submission}.')
+        if strict:
+          raise ScoringError(f'Expecting {rules.num_studies} studies for workload {workload} '
+                             f'but found {num_studies} studies for {submission}.')
+        few_studies.setdefault(num_studies, []).append(f'{submission}/{workload}')
       for study, by_study in by_wl.groupby('study'):
         if len(by_study) != rules.num_trials and not self_tuning:
           _problem(strict, notes, f'In Study {study}: Expecting {rules.num_trials} trials '
                    f'for workload {workload} but found {len(by_study)} trials for '
                    f'{submission}.')
+  for count, where in sorted(few_studies.items()):
+    notes.append(f'{rules.version} expects {rules.num_studies} studies per workload; found '
+                 f'{count} for {", ".join(where)}: the medians are over {count} '
+                 f'stud{"y" if count == 1 else "ies"}')
 
 
 def _workload_sets(present: Sequence[str], rules: Rules

@@ -56,16 +56,16 @@ def median_band(curves: Sequence[Tuple[np.ndarray, np.ndarray]], num_points: int
   """(grid, median, min, max) over ALL curves at every x of a shared grid.
 
   Each curve is linearly interpolated inside its x range and holds its last value
-  after it (a finished study keeps its final metric); before its first eval it is
-  left out. The grid runs from the first eval to the last (or to `x_max`). NaN y
-  values are dropped.
+  after it (a finished study keeps its final metric). The grid starts where every
+  curve has its first eval (so every point is over all curves) and ends at the
+  last eval (or at `x_max`). NaN y values are dropped.
   """
   clean = [c for c in (_clean(x, y) for x, y in curves) if c[0].size]
   if not clean:
     empty = np.zeros(0)
     return empty, empty, empty, empty
   end = max(x[-1] for x, _ in clean) if x_max is None else x_max
-  grid = np.linspace(min(x[0] for x, _ in clean), end, num_points)
+  grid = np.linspace(max(x[0] for x, _ in clean), end, num_points)
   stack = np.stack([np.interp(grid, x, y, left=np.nan, right=y[-1]) for x, y in clean])
   with warnings.catch_warnings():
     warnings.simplefilter('ignore', RuntimeWarning)  # all-NaN columns stay NaN
@@ -191,7 +191,7 @@ def plot_validation_curves(curves: Mapping[str, Sequence[Curve]], metric: str,
     else:
       by_time.plot([], [], linestyle='none', label=f'{cut.label} (right of the axis)')
   if clipped:
-    by_time.plot([], [], linestyle='none', marker='^', color='grey',
+    by_time.plot([], [], linestyle='none', marker='^' if minimize else 'v', color='grey',
                  label=f'{clipped} eval(s) outside the zoomed y range [{limits[0]:.4g}, '
                  f'{limits[1]:.4g}], drawn at the edge')
   by_time.set_xlim(0, right)

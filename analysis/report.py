@@ -115,7 +115,8 @@ def context(scored: score_lib.Scored, workload: Optional[str] = None) -> str:
                     for s in {t.submission for t in trials}})
   seeds = sorted({str(t.meta.get('rng_seed', t.flags.get('rng_seed', '?'))) for t in trials})
   count = '/'.join(str(n) for n in studies)
-  seed_text = f'seed {seeds[0]}' if len(seeds) == 1 else f'{len(seeds)} seeds'
+  seed_text = (f'seed {seeds[0]}' if len(seeds) == 1 else
+               f'{len(seeds)} rng seeds over {len(trials)} trials')
   return (f'{frameworks}; {hardware}; {count} stud{"y" if studies == [1] else "ies"} per '
           f'submission ({seed_text})')
 
@@ -184,7 +185,7 @@ def measurement_plots(scored: score_lib.Scored, chosen: Chosen, workload: str,
   for kind, title, names in metric_names.CURVATURE_PLOTS:
     columns = [c for c in names if c in logged]
     if not columns:
-      if kind != 'lr':
+      if kind != 'lr' and frames:
         notes.append(f'{workload}: no {title} plot: measurements.csv holds none of '
                      f'{", ".join(names)} (curvlr.core.metric_names)')
       continue

@@ -142,6 +142,9 @@ def test_median_band_is_over_all_studies_with_finished_ones_held():
   grid, median, low, high = plots.median_band(curves, num_points=3)
   np.testing.assert_array_equal(grid, [0.0, 5.0, 10.0])
   np.testing.assert_array_equal(median, [2.0, 2.0, 2.0])
+  # The grid starts once every study has its first eval.
+  late = curves[:2] + [(np.array([4.0, 6.0]), np.array([2.0, 2.0]))]
+  assert plots.median_band(late, num_points=3)[0][0] == 4.0
   np.testing.assert_array_equal(low, [1.0, 0.5, 0.0])
   np.testing.assert_array_equal(high, [3.0, 2.5, 2.0])
   # Runs that stop at the target: the median reaches it once most studies have.

@@ -236,9 +236,9 @@ def summary_text(scored: Scored, max_notes: int = 20) -> str:
   lines = [
       rules_line(result),
       f'Denominator: {result.denominator_note}',
-      '', 'AlgoPerf score (time-based):', tables.markdown(leaderboard(result)), '',
-      'Steps to target (load-independent), time to target and seconds per step '
+      '', 'Steps to target (load-independent), time to target and seconds per step '
       '(medians over studies):', tables.markdown(steps_table(result)), '',
+      'AlgoPerf score (time-based):', tables.markdown(leaderboard(result)), '',
       'Budgets (time-to-target at or beyond the budget counts as not reached):',
       tables.markdown(budget_summary(result), index=False),
   ]

@@ -64,7 +64,6 @@ Deviations from AlgoPerf's code:
   - numpy.trapezoid instead of the removed numpy.trapz (same numbers).
 """
 import math
-import os
 from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np

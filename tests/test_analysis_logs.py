@@ -1,6 +1,5 @@
 """Discovery and damaged-log behaviour of analysis.logs (and how scoring sees it)."""
 import json
-import math
 import os
 
 import numpy as np

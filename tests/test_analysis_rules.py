@@ -11,7 +11,6 @@ from analysis import hardware
 from analysis import logs
 from analysis import rules
 from analysis import score
-from analysis import scoring
 from analysis import targets
 
 FASTMRI = targets.ALGOPERF_TARGETS['fastmri']

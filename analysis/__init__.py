@@ -4,6 +4,7 @@ Modules:
   targets   workload targets (AlgoPerf table + JSON targets files), metric direction.
   logs      discovery and robust loading of AlgoPerf-layout run directories.
   hardware  hardware detection from meta_data, reference budgets, calibration.
+  rules     benchmark version and tuning ruleset read from the logs.
   scoring   time-to-target, 4x cut, held-out rules, performance profile, score.
   score     `python -m analysis.score`: score a submission directory.
   calibrate `python -m analysis.calibrate`: budget for new hardware from baseline runs.

@@ -66,8 +66,10 @@ def write_trial(root: str, submission: str, study: str, workload: str, trial: in
                 steps: Optional[Sequence[int]] = None, preemption_count: Sequence[int] = (),
                 meta: Optional[Mapping[str, object]] = None,
                 flags: Optional[Mapping[str, object]] = None,
-                measurements: Optional[Dict[str, Sequence[float]]] = None) -> str:
-  """Writes one trial dir; returns its path. meta=None writes 8xV100 AlgoPerf keys."""
+                measurements: Optional[Dict[str, Sequence[float]]] = None,
+                ruleset: Optional[str] = None) -> str:
+  """Writes one trial dir; returns its path. meta=None writes 8xV100 AlgoPerf keys;
+  `ruleset` ('self'/'external') is written as flags' tuning_ruleset (None: not recorded)."""
   path = os.path.join(root, submission, study, f'{workload}_{framework}', f'trial_{trial}')
   os.makedirs(path, exist_ok=True)
   frame = eval_frame(times, values, metric, steps, preemption_count)
@@ -75,8 +77,10 @@ def write_trial(root: str, submission: str, study: str, workload: str, trial: in
   with open(os.path.join(path, 'meta_data_0.json'), 'w') as f:
     json.dump(dict(V100_META if meta is None else meta), f, indent=2)
   with open(os.path.join(path, 'flags_0.json'), 'w') as f:
-    json.dump(dict({'framework': framework, 'tuning_ruleset': 'external'}, **(flags or {})),
-              f, indent=2)
+    recorded = {'framework': framework}
+    if ruleset is not None:
+      recorded['tuning_ruleset'] = ruleset
+    json.dump(dict(recorded, **(flags or {})), f, indent=2)
   if measurements is not None:
     pd.DataFrame(measurements).to_csv(os.path.join(path, 'measurements.csv'), index=False)
   return path

@@ -17,9 +17,11 @@ their trials counting as separate trials of the same studies.
 
 Damaged logs (each either becomes a note, logged as a warning and naming the
 file, or raises LogError; never a silent number):
-  - eval_measurements.csv missing, empty, or header only: the trial is kept with
-    no evals, i.e. it never reaches the target (AlgoPerf drops a trial without
-    the file, so a study whose trials all lack it silently leaves the median).
+  - eval_measurements.csv missing: the trial is dropped, as AlgoPerf's loader
+    does (a study whose trials all lack it leaves the median), and noted.
+  - eval_measurements.csv empty or header only: the trial is kept with no evals,
+    i.e. it never reaches the target (AlgoPerf: an empty file crashes its loader,
+    a header-only one gives a trial that never reaches the target).
   - last line without a trailing newline (AlgoPerf rewrites the whole CSV on
     every eval, non-atomically): dropped if it has the wrong number of fields or
     an unparsable number, else kept; noted either way.
@@ -259,7 +261,7 @@ def load_trial(path: str, submission: str, study: str,
     notes += csv_notes
   else:
     evals = pd.DataFrame()
-    _note(notes, f'{evals_path}: missing; the trial counts as never reaching the target')
+    _note(notes, f'{evals_path}: missing; trial dropped, as AlgoPerf does')
   _check_evals(evals_path, evals, notes)
   jsons = _json_by_preemption(path, notes)
   meta = jsons['meta_data'][min(jsons['meta_data'])] if jsons['meta_data'] else {}
@@ -377,7 +379,7 @@ def _load_root(root: str, notes: List[str]) -> List[Trial]:
   trials = [load_trial(*args) for args in placed]
   for t in trials:
     notes += t.notes
-  return trials
+  return [t for t in trials if os.path.exists(os.path.join(t.path, EVAL_FILE))]
 
 
 def _check_frameworks(trials: List[Trial], split: bool) -> List[Trial]:

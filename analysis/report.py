@@ -4,10 +4,13 @@
       [all analysis.score flags] [--baselines nadamw,schedule_free]
 
 Writes to OUT everything `analysis.score` writes, plus report.md,
-leaderboard.csv, performance_profile.png, curves_<workload>.png (validation
-metric vs accumulated submission time, median and min-max band over studies),
-lr_<workload>.png and curvature_<workload>.png (measurements.csv columns from a
-known list, vs global step), speedups_vs_<baseline>.csv/.png.
+leaderboard.csv, performance_profile.png, and per workload curves_<workload>.png
+(validation metric vs accumulated submission time: every study's evals, target
+hits, median over all studies, budget cuts) and, from measurements.csv, the
+panels of `curvlr.core.metric_names.CURVATURE_PLOTS` (<kind>_<workload>.png:
+lr, curvature, measurement) vs global step; speedups_vs_<baseline>.csv/.png.
+The first table ranks by steps to target (load-independent); the AlgoPerf
+time-based score follows, labelled as such.
 
 Per study the plotted trial is the one scoring chose; for a study that missed
 the target, its trial with the best metric value.
@@ -20,6 +23,10 @@ no budget is known, and only workloads both submissions ran (finite ratios)
 enter the mean (AlgoPerf: all base workloads). Baselines are found by name: an
 exact match, else names starting with the pattern, else containing it
 (case-insensitive); the shortest wins.
+
+Extending: `WORKLOAD_PLOTS` lists the per-workload plot functions, each called as
+f(scored, chosen, workload, output_dir, notes) -> list of PNG paths; append one to
+add a figure to every workload's section.
 """
 import argparse
 import math
@@ -35,21 +42,10 @@ from analysis import plots
 from analysis import score as score_lib
 from analysis import scoring
 from analysis import tables
+from curvlr.core import metric_names
 
-LR_COLUMNS = ('lr', 'learning_rate', 'alpha', 'step_size', 'lr_scale')
-LR_PREFIXES = ('lr/',)
-CURVATURE_COLUMNS = ('sharpness', 'uGu', 'dGd')
-CURVATURE_PREFIXES = ('cdat/', 'curvature/', 'ggn/', 'sharpness/')
-MAX_PANELS = 12
 DEFAULT_BASELINES = ('nadamw', 'schedule_free')
-
-
-def select_columns(available: Sequence[str], names: Sequence[str],
-                   prefixes: Sequence[str]) -> List[str]:
-  """Known names (in list order) then prefixed columns (sorted) present in `available`."""
-  exact = [c for c in names if c in available]
-  prefixed = sorted(c for c in available if c.startswith(tuple(prefixes)) and c not in exact)
-  return exact + prefixed
+Chosen = Dict[Tuple[str, str, str], str]  # (submission, workload, study) -> trial path
 
 
 def find_baseline(pattern: str, submissions: Sequence[str]) -> Optional[str]:
@@ -107,21 +103,74 @@ def speedups(result: scoring.ScoreResult, base: str
   return ratios, labels, gmeans
 
 
-def _curves(scored: score_lib.Scored, chosen: Dict[Tuple[str, str, str], str],
+def context(scored: score_lib.Scored, workload: Optional[str] = None) -> str:
+  """'framework(s); hardware; studies (seeds)' of all runs, or of one workload's."""
+  trials = [t for t in scored.experiment.trials if workload in (None, t.workload)]
+  rows = scored.result.trials
+  if workload is not None:
+    rows = rows[rows['workload'] == workload]
+  frameworks = ', '.join(sorted({t.framework for t in trials}))
+  hardware = ', '.join(sorted(set(rows['hardware'])))
+  studies = sorted({len({t.study for t in trials if t.submission == s})
+                    for s in {t.submission for t in trials}})
+  seeds = sorted({str(t.meta.get('rng_seed', t.flags.get('rng_seed', '?'))) for t in trials})
+  count = '/'.join(str(n) for n in studies)
+  seed_text = (f'seed {seeds[0]}' if len(seeds) == 1 else
+               f'{len(seeds)} rng seeds over {len(trials)} trials')
+  return (f'{frameworks}; {hardware}; {count} stud{"y" if studies == [1] else "ies"} per '
+          f'submission ({seed_text})')
+
+
+def budget_cuts(result: scoring.ScoreResult, workload: str) -> List[plots.Cut]:
+  """The workload's budget lines: the base budget and, self-tuning, the factor x budget."""
+  rules = scoring.RULES[result.settings['version']]
+  self_tuning = result.settings['ruleset'] == 'self-tuning'
+  budgets = result.trials.loc[result.trials['workload'] == workload, 'budget_s']
+  cuts = []
+  for budget in sorted({float(b) for b in budgets if b is not None and np.isfinite(b)}):
+    if self_tuning:
+      base = budget / rules.self_tuning_factor
+      cuts += [plots.Cut(base, f'budget {base:g} s (external tuning)'),
+               plots.Cut(budget, f'self-tuning limit {rules.self_tuning_factor:g} x budget = '
+                         f'{budget:g} s')]
+    else:
+      cuts.append(plots.Cut(budget, f'budget {budget:g} s'))
+  return cuts
+
+
+def _curves(scored: score_lib.Scored, chosen: Chosen,
             workload: str) -> Dict[str, List[plots.Curve]]:
   by_path = {t.path: t for t in scored.experiment.trials}
+  rows = scored.result.trials.set_index('path')
   metric = scored.targets[workload].metric
   curves: Dict[str, List[plots.Curve]] = {}
   for (submission, wl, _), path in sorted(chosen.items()):
     evals = by_path[path].evals
     if wl == workload and len(evals):
-      curves.setdefault(submission, []).append(
-          (evals[logs.TIME_COLUMN].to_numpy(), evals[metric].to_numpy()))
+      hit = int(rows.loc[path, 'first_hit_index'])
+      steps = (evals['global_step'] if 'global_step' in evals
+               else pd.Series(np.nan, index=evals.index))
+      curves.setdefault(submission, []).append(plots.Curve(
+          evals[logs.TIME_COLUMN].to_numpy(), steps.to_numpy(), evals[metric].to_numpy(),
+          hit if hit >= 0 else None))
   return curves
 
 
-def _measurement_plots(scored: score_lib.Scored, chosen: Dict[Tuple[str, str, str], str],
-                       workload: str, output_dir: str, notes: List[str]) -> List[str]:
+def curve_plot(scored: score_lib.Scored, chosen: Chosen, workload: str, output_dir: str,
+               notes: List[str]) -> List[str]:
+  """curves_<workload>.png (see plots.plot_validation_curves)."""
+  target = scored.targets[workload]
+  title = (f'{workload}: {target.metric} vs global step and vs submission time\n'
+           f'{context(scored, workload)}')
+  return [plots.plot_validation_curves(
+      _curves(scored, chosen, workload), target.metric, target.target,
+      target.minimize, budget_cuts(scored.result, workload), title,
+      os.path.join(output_dir, f'curves_{workload}.png'))]
+
+
+def measurement_plots(scored: score_lib.Scored, chosen: Chosen, workload: str,
+                      output_dir: str, notes: List[str]) -> List[str]:
+  """<kind>_<workload>.png for each panel group of metric_names.CURVATURE_PLOTS present."""
   by_path = {t.path: t for t in scored.experiment.trials}
   frames: Dict[str, List[pd.DataFrame]] = {}
   for (submission, wl, _), path in sorted(chosen.items()):
@@ -130,32 +179,65 @@ def _measurement_plots(scored: score_lib.Scored, chosen: Dict[Tuple[str, str, st
       notes += frame_notes
       if not frame.empty:
         frames.setdefault(submission, []).append(frame)
-  available = sorted({c for fs in frames.values() for f in fs for c in f.columns})
+  logged = {c for fs in frames.values() for f in fs for c in f.columns
+            if f[c].notna().any()}
   written = []
-  for kind, title, names, prefixes in (
-      ('lr', 'learning rate', LR_COLUMNS, LR_PREFIXES),
-      ('curvature', 'curvature metrics', CURVATURE_COLUMNS, CURVATURE_PREFIXES)):
-    columns = select_columns(available, names, prefixes)
-    if len(columns) > MAX_PANELS:
-      notes.append(f'{workload}: {len(columns)} {kind} columns; plotted the first {MAX_PANELS}')
-      columns = columns[:MAX_PANELS]
-    if columns:
-      written.append(plots.plot_measurements(
-          frames, columns, workload, title, os.path.join(output_dir, f'{kind}_{workload}.png')))
+  for kind, title, names in metric_names.CURVATURE_PLOTS:
+    columns = [c for c in names if c in logged]
+    if not columns:
+      if kind != 'lr' and frames:
+        notes.append(f'{workload}: no {title} plot: measurements.csv holds none of '
+                     f'{", ".join(names)} (curvlr.core.metric_names)')
+      continue
+    written.append(plots.plot_measurements(
+        frames, columns, metric_names.HELD,
+        f'{workload}: {title} vs global step (measurements.csv, one line per study)\n'
+        f'{context(scored, workload)}', os.path.join(output_dir, f'{kind}_{workload}.png')))
   return written
 
 
+# Per-workload figures, in report order; see the module docstring.
+WORKLOAD_PLOTS = [curve_plot, measurement_plots]
+
+
 def _study_table(result: scoring.ScoreResult) -> pd.DataFrame:
-  table = result.studies.pivot(index=['submission', 'workload'], columns='study',
-                               values='time_s')
-  table['median'] = result.studies.groupby(['submission', 'workload'])['time_s'].apply(
-      lambda s: float(np.median(s.to_numpy())))
-  return table
+  frame = result.studies.assign(cell=[
+      'not reached' if not np.isfinite(t) else f'{t:.6g} s, step {s:.0f}' + (
+          f' (tie: trials {tied})' if tied else '')
+      for t, s, tied in zip(result.studies['time_s'], result.studies['steps'],
+                            result.studies['tied_trials'])])
+  return frame.pivot(index=['submission', 'workload'], columns='study', values='cell')
 
 
 def _image(path: str) -> str:
   name = os.path.basename(path)
   return f'![{name}]({name})'
+
+
+def _speedup_section(result: scoring.ScoreResult, pattern: str, output_dir: str, title: str,
+                     paths: List[str]) -> List[str]:
+  base = find_baseline(pattern, list(result.scores.index))
+  if base is None or len(result.scores) < 2:
+    return [f'No speedups against `{pattern}`: no such submission among the '
+            f'{len(result.scores)} scored.', '']
+  ratios, labels, gmeans = speedups(result, base)
+  table = ratios.copy()
+  table.loc['geometric mean'] = gmeans
+  csv_path = os.path.join(output_dir, f'speedups_vs_{base}.csv')
+  table.to_csv(csv_path)
+  png = plots.plot_speedups(ratios, labels, gmeans, base, title,
+                            os.path.join(output_dir, f'speedups_vs_{base}.png'))
+  paths += [csv_path, png]
+  md = [f'## Speedups against `{base}` (matched `{pattern}`)', '',
+        f'Time-to-target ratio t / t_{base} (< 1: faster); a missed target counts as budget '
+        '+ 1 s where the budget is known (AlgoPerf\'s compute_speedups), so such a cell is a '
+        'bound, not a measurement.', '',
+        tables.markdown(table.astype(object).where(table.notna(), None)), '']
+  flagged = [f'{s}/{w}: {labels.loc[w, s]}' for w in labels.index for s in labels.columns
+             if labels.loc[w, s]]
+  if flagged:
+    md += ['Marked cells: ' + '; '.join(flagged), '']
+  return md + [_image(png), '']
 
 
 def build_report(scored: score_lib.Scored, output_dir: str,
@@ -167,62 +249,42 @@ def build_report(scored: score_lib.Scored, output_dir: str,
   board = score_lib.leaderboard(result)
   paths.append(os.path.join(output_dir, 'leaderboard.csv'))
   board.to_csv(paths[-1])
+  s = result.settings
+  title = f'AlgoPerf {s["version"]}, {s["ruleset"]}; {context(scored)}'
   profile_png = plots.plot_profile(result.profile, result.scores, result.denominator_note,
-                                   result.settings['reference'],
+                                   s['reference'], title,
                                    os.path.join(output_dir, 'performance_profile.png'))
   paths.append(profile_png)
-  s = result.settings
   md = [
       '# Benchmark report', '',
-      f'AlgoPerf {s["version"]} scoring, {s["ruleset"]} ruleset; ratios against '
-      f'{s["reference"]}; tau = {s["taus"]}; targets: {s["targets"]}; hardware budgets: '
-      f'{s["hardware"]}.', '',
-      f'Denominator of the performance profile: {result.denominator_note}.', '',
-      '## Leaderboard', '',
-      'score = normalised area under rho(tau) on [1, 4]; `t_<workload>`: median over studies '
-      'of the time to target (s of accumulated submission time) after the 4x cut.', '',
+      f'{score_lib.rules_line(result)}; targets: {s["targets"]}; hardware budgets: '
+      f'{s["hardware"]}. Runs: {context(scored)}.', '',
+      '## Steps to target (load-independent)', '',
+      '`steps_to_target`: median over studies of the `global_step` of the first eval reaching '
+      'the target (not reached: no eval did, within the budget). Steps do not depend on the '
+      'machine\'s load; `time_to_target_s` and `s_per_step` (accumulated submission time / '
+      'global_step) do.', '',
+      tables.markdown(score_lib.steps_table(result)), '',
+      '## AlgoPerf score (time-based)', '',
+      f'Denominator of the performance profile: {result.denominator_note}. score = '
+      'normalised area under rho(tau) on [1, 4]; `t_<workload>`: median over studies of the '
+      'time to target (s of accumulated submission time) after the 4x cut.', '',
       tables.markdown(board), '', _image(profile_png), '',
-      '## Time to target per study (s)', '',
-      'Per study: the trial with the smallest first-hit eval index; inf: no trial reached the '
-      'target within its budget.', '',
+      '## Time to target per study', '',
+      'Per study: the trial with the smallest first-hit eval index; not reached: no trial '
+      'reached the target within its budget.', '',
       tables.markdown(_study_table(result)), '',
   ]
   for pattern in baselines:
-    base = find_baseline(pattern, list(result.scores.index))
-    if base is None or len(result.scores) < 2:
-      md += [f'No speedups against `{pattern}`: no such submission among the '
-             f'{len(result.scores)} scored.', '']
-      continue
-    ratios, labels, gmeans = speedups(result, base)
-    table = ratios.copy()
-    table.loc['geometric mean'] = gmeans
-    csv_path = os.path.join(output_dir, f'speedups_vs_{base}.csv')
-    table.to_csv(csv_path)
-    png = plots.plot_speedups(ratios, labels, base,
-                              os.path.join(output_dir, f'speedups_vs_{base}.png'))
-    paths += [csv_path, png]
-    md += [f'## Speedups against `{base}` (matched `{pattern}`)', '',
-           f'Time-to-target ratio t / t_{base} (< 1: faster); missed targets count as budget '
-           '+ 1 s where the budget is known.', '',
-           tables.markdown(table.astype(object).where(table.notna(), None)), '']
-    flagged = [f'{s}/{w}: {labels.loc[w, s]}' for w in labels.index for s in labels.columns
-               if labels.loc[w, s]]
-    if flagged:
-      md += ['Marked cells: ' + '; '.join(flagged), '']
-    md += [_image(png), '']
+    md += _speedup_section(result, pattern, output_dir, title, paths)
   chosen = representative_trials(result)
   md += ['## Curves', '']
   for workload in sorted(result.trials['workload'].unique()):
-    target = scored.targets[workload]
-    png = plots.plot_validation_curves(
-        _curves(scored, chosen, workload), workload, target.metric, target.target,
-        target.minimize, list(result.trials.loc[result.trials['workload'] == workload, 'budget_s']),
-        os.path.join(output_dir, f'curves_{workload}.png'))
-    paths.append(png)
-    md += [f'### {workload}', '', _image(png), '']
-    for extra in _measurement_plots(scored, chosen, workload, output_dir, notes):
-      paths.append(extra)
-      md += [_image(extra), '']
+    md += [f'### {workload}', '']
+    for make in WORKLOAD_PLOTS:
+      for png in make(scored, chosen, workload, output_dir, notes):
+        paths.append(png)
+        md += [_image(png), '']
   md += ['## Budgets', '', 'A time to target at or beyond the budget counts as not reached.',
          '', tables.markdown(score_lib.budget_summary(result), index=False), '']
   if notes:

@@ -29,11 +29,14 @@ Deviations from AlgoPerf's code:
     have made). AlgoPerf's scoring applies no budget; on logs its runner wrote on
     the table's hardware this changes nothing. Budget None disables the cut.
   - Evals with a NaN/inf `score` never count as hits (AlgoPerf: NaN time).
-  - A trial without eval_measurements.csv counts as never reaching the target
-    (AlgoPerf drops it; a study left without trials then leaves the median).
-  - Trial order for equal first-hit indices: trial number, then path. AlgoPerf
-    takes the first row of its frame, i.e. os.listdir order, which depends on the
-    filesystem; `tie_break='listdir'` reproduces it on the current filesystem.
+  - A trial without eval_measurements.csv is dropped, as in AlgoPerf (a study left
+    without trials then leaves the median); see analysis.logs.
+  - Trial order for equal first-hit indices ("ties"): trial number, then path
+    (deterministic). AlgoPerf takes the first row of its frame, i.e. os.listdir
+    order, which depends on the filesystem; `tie_break='listdir'` reproduces it on
+    the current filesystem. Where there is no tie both rules, and AlgoPerf, agree.
+    When a tie between trials with different times decided a study, the result
+    names it (`ties`) and the scores under the other rule (`alternative_scores`).
     This matters on real logs: the official v0.6 external leaderboard scores the
     NAdamW baseline 0.4590; 'listdir' gives 0.458965 here, 'trial_number' 0.471591
     (shampoo's fastmri study_0: trials 2 and 5 both first hit at eval 7).
@@ -45,20 +48,22 @@ Deviations from AlgoPerf's code:
     otherwise (workloads from a targets file, e.g. criteo_embedded) it is the set
     of scored non-variant workloads. `ScoreResult.denominator` states which.
   - Variants: v0.6 applies rules A/B to every AlgoPerf registry variant found in
-    the logs (as AlgoPerf's code, whose held-out list is empty, does); v0.5 to
-    the held-out sample (AlgoPerf reads held_out_workloads_algoperf_v05.json
-    from the working directory; here it is built in). Workloads defined only by
+    the logs (as AlgoPerf's code, whose held-out list is empty, does), each with
+    its class' target (analysis.targets); v0.5 to the held-out sample (AlgoPerf
+    reads held_out_workloads_algoperf_v05.json from the working directory; here
+    it is built in), other variants' times are reported but leave the frame. Workloads defined only by
     a targets file are never variants (AlgoPerf's substring rule would make
     e.g. 'ogbg_small' a variant of ogbg).
-  - Workloads without a target are skipped with a note (AlgoPerf crashes);
-    the workload-count check only runs when scoring AlgoPerf workloads.
+  - A workload without a target raises ScoringError (AlgoPerf crashes); the
+    workload-count check only runs when scoring AlgoPerf workloads.
+  - A metric column that is NaN at every eval never reaches the target (as in
+    AlgoPerf) and is noted.
   - Reference submission: kept as in AlgoPerf, including that a finite time
     over an infinite reference time gives ratio 0, which counts as <= tau for
     every tau; a note is added when that happens.
   - numpy.trapezoid instead of the removed numpy.trapz (same numbers).
 """
 import math
-import os
 from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
@@ -102,6 +107,8 @@ class ScoreResult(NamedTuple):
   denominator_note: str
   settings: Dict[str, object]
   notes: List[str]
+  ties: List[str] = []  # one sentence per study a tie between trials decided
+  alternative_scores: Optional[pd.Series] = None  # scores under the other tie rule, if ties
 
 
 def reached(values: np.ndarray, target: float, minimize: bool) -> np.ndarray:
@@ -200,6 +207,8 @@ def _trial_row(trial: logs.Trial, target: targets_lib.Target,
   index = first_hit_index(values, times, target.target, target.minimize, budget.seconds)
   unbudgeted = first_hit_index(values, times, target.target, target.minimize)
   best, time_to_best = _best_value(values, times, target.minimize)
+  steps = (evals['global_step'].to_numpy(dtype=float) if 'global_step' in evals
+           else np.full(len(evals), math.nan))
   return {
       'submission': trial.submission, 'workload': trial.workload,
       'framework': trial.framework, 'study': trial.study, 'trial': trial.trial,
@@ -208,6 +217,8 @@ def _trial_row(trial: logs.Trial, target: targets_lib.Target,
       'minimize': target.minimize,
       'reached': index >= 0, 'first_hit_index': index,
       'time_to_target_s': float(times[index]) if index >= 0 else math.inf,
+      'steps_to_target': float(steps[index]) if index >= 0 else math.inf,
+      'metric_all_nan': bool(len(values)) and not np.isfinite(values).any(),
       'reached_after_budget': index < 0 <= unbudgeted,
       'best_metric': best, 'time_to_best_s': time_to_best,
       'step_time_s': hardware.step_time(evals), 'preempted': trial.preempted,
@@ -215,8 +226,10 @@ def _trial_row(trial: logs.Trial, target: targets_lib.Target,
   }
 
 
-def _study_rows(trial_rows: pd.DataFrame, tie_break: str) -> List[Dict[str, object]]:
-  rows = []
+def _study_rows(trial_rows: pd.DataFrame, tie_break: str
+                ) -> Tuple[List[Dict[str, object]], List[str]]:
+  """One row per study, and a sentence for each study a tie decided."""
+  rows, ties = [], []
   keys = ['submission', 'workload', 'study']
   for (submission, workload, study), group in trial_rows.groupby(keys, sort=True):
     if tie_break == 'listdir':
@@ -224,6 +237,16 @@ def _study_rows(trial_rows: pd.DataFrame, tie_break: str) -> List[Dict[str, obje
       group = group.iloc[sorted(range(len(group)), key=ranks.__getitem__)]
     position = best_trial(list(group['first_hit_index']))
     chosen = None if position is None else group.iloc[position]
+    tied = (group[group['first_hit_index'] == chosen['first_hit_index']]
+            if chosen is not None else group.iloc[:0])
+    if tied['time_to_target_s'].nunique() > 1:
+      others = ', '.join(f'trial {int(r.trial)} {r.time_to_target_s:g} s'
+                         for r in tied.itertuples() if r.path != chosen['path'])
+      ties.append(f'{submission}/{workload}/{study}: trials '
+                  f'{", ".join(str(int(t)) for t in sorted(tied["trial"]))} first reach the '
+                  f'target at eval {int(chosen["first_hit_index"])}; tie rule {tie_break!r} '
+                  f'took trial {int(chosen["trial"])} ({chosen["time_to_target_s"]:g} s; '
+                  f'not {others})')
     rows.append({
         'submission': submission, 'workload': workload, 'study': study,
         'num_trials': len(group),
@@ -231,13 +254,18 @@ def _study_rows(trial_rows: pd.DataFrame, tie_break: str) -> List[Dict[str, obje
         'chosen_path': None if chosen is None else chosen['path'],
         'eval_index': -1 if chosen is None else int(chosen['first_hit_index']),
         'time_s': math.inf if chosen is None else float(chosen['time_to_target_s']),
+        'steps': math.inf if chosen is None else float(chosen['steps_to_target']),
+        'tied_trials': ','.join(str(int(t)) for t in sorted(tied['trial'])) if len(tied) > 1
+                       else '',
     })
-  return rows
+  return rows, ties
 
 
 def _check_counts(trial_rows: pd.DataFrame, rules: Rules, self_tuning: bool, strict: bool,
                   algoperf_mode: bool, notes: List[str]) -> None:
+  """AlgoPerf's count checks; study-count mismatches are gathered into one note."""
   expected_workloads = len(targets_lib.BASE_WORKLOADS) + len(rules.held_out)
+  few_studies = {}
   for submission, by_sub in trial_rows.groupby('submission'):
     num_workloads = by_sub['workload'].nunique()
     if algoperf_mode and num_workloads != expected_workloads:
@@ -246,23 +274,19 @@ def _check_counts(trial_rows: pd.DataFrame, rules: Rules, self_tuning: bool, str
     for workload, by_wl in by_sub.groupby('workload'):
       num_studies = by_wl['study'].nunique()
       if num_studies != rules.num_studies:
-        _problem(strict, notes, f'Expecting {rules.num_studies} studies for workload '
-                 f'{workload} but found {num_studies} studies for {submission}.')
+        if strict:
+          raise ScoringError(f'Expecting {rules.num_studies} studies for workload {workload} '
+                             f'but found {num_studies} studies for {submission}.')
+        few_studies.setdefault(num_studies, []).append(f'{submission}/{workload}')
       for study, by_study in by_wl.groupby('study'):
         if len(by_study) != rules.num_trials and not self_tuning:
           _problem(strict, notes, f'In Study {study}: Expecting {rules.num_trials} trials '
                    f'for workload {workload} but found {len(by_study)} trials for '
                    f'{submission}.')
-
-
-def _check_ruleset(trials: Sequence[logs.Trial], self_tuning: bool, notes: List[str]) -> None:
-  expected = 'self' if self_tuning else 'external'
-  other = sorted({t.submission for t in trials
-                  if t.flags.get('tuning_ruleset') not in (None, expected)})
-  if other:
-    notes.append(f'runs of {other} were logged with a tuning_ruleset other than {expected!r} '
-                 f'(flags_<p>.json); scoring as {expected!r} (budget factor and trial count '
-                 'follow --self_tuning)')
+  for count, where in sorted(few_studies.items()):
+    notes.append(f'{rules.version} expects {rules.num_studies} studies per workload; found '
+                 f'{count} for {", ".join(where)}: the medians are over {count} '
+                 f'stud{"y" if count == 1 else "ies"}')
 
 
 def _workload_sets(present: Sequence[str], rules: Rules
@@ -312,6 +336,16 @@ def _denominator(algoperf_mode: bool, present: Sequence[str],
   return tuple(targets_lib.BASE_WORKLOADS), note
 
 
+def _nan_metric_notes(trial_rows: pd.DataFrame) -> List[str]:
+  notes = []
+  for (submission, workload), group in trial_rows[trial_rows['metric_all_nan']].groupby(
+      ['submission', 'workload']):
+    notes.append(f'{submission}/{workload}: {group["metric"].iloc[0]} is NaN at every eval '
+                 f'in {len(group)} trial(s) (e.g. {group["path"].iloc[0]}); they count as never '
+                 'reaching the target')
+  return notes
+
+
 def score_trials(trials: Sequence[logs.Trial], targets: Mapping[str, targets_lib.Target],
                  rules: Rules, budgets: Mapping[str, hardware.Budget],
                  self_tuning: bool = False, reference: Optional[str] = None,
@@ -320,46 +354,60 @@ def score_trials(trials: Sequence[logs.Trial], targets: Mapping[str, targets_lib
 
   `tie_break` orders the trials of a study for equal first-hit indices:
   'trial_number' (then path), or 'listdir', AlgoPerf's literal order (os.listdir,
-  filesystem dependent).
+  filesystem dependent). When a tie decided a study, the scores under the other
+  rule are in `alternative_scores`.
+  Raises:
+    ScoringError: a workload without a target, no trials, or (strict) bad counts.
   """
   if tie_break not in TIE_BREAKS:
     raise ScoringError(f'tie_break must be one of {TIE_BREAKS}, got {tie_break!r}')
-  notes = []
+  if not trials:
+    raise ScoringError('no trials to score')
   no_target = sorted({t.workload for t in trials if t.workload not in targets})
   if no_target:
-    paths = sorted({os.path.dirname(t.path) for t in trials if t.workload in no_target})
-    notes.append(f'no target for workload(s) {no_target}; not scored (pass --targets). '
-                 f'Skipped: {paths}')
-  trials = [t for t in trials if t.workload in targets]
-  if not trials:
-    raise ScoringError('no scorable trials (no workload with a known target)')
-  _check_ruleset(trials, self_tuning, notes)
+    raise ScoringError(f'no target for workload(s) {no_target} (not in AlgoPerf\'s table; '
+                       'pass a targets file)')
+  notes = []
   no_budget = hardware.Budget(None, hardware.UNKNOWN, 'no budget given')
   trial_rows = pd.DataFrame([_trial_row(t, targets[t.workload], budgets.get(t.path, no_budget))
                              for t in trials])
+  notes += _nan_metric_notes(trial_rows)
   present = sorted(trial_rows['workload'].unique())
   algoperf_mode, profile_workloads, variants, unscored = _workload_sets(present, rules)
   _check_counts(trial_rows, rules, self_tuning, strict, algoperf_mode, notes)
-  studies = pd.DataFrame(_study_rows(trial_rows, tie_break)).astype({'chosen_trial': 'Int64'})
-
-  columns = sorted(set(present) | set(profile_workloads) | set(variants))
-  raw = _median_times(studies, columns, notes)
   if unscored:
     notes.append(f'workload(s) {unscored} are AlgoPerf variants outside this version\'s '
                  'rules: time reported, not in the profile')
+  denominator, note = _denominator(algoperf_mode, present, profile_workloads)
 
-  times = apply_variant_rules(raw, variants)[profile_workloads]
-  ratios = performance_ratios(times, reference)
+  def profile_of(rule: str, notes: List[str]):
+    rows, ties = _study_rows(trial_rows, rule)
+    studies = pd.DataFrame(rows).astype({'chosen_trial': 'Int64'})
+    columns = sorted(set(present) | set(profile_workloads) | set(variants))
+    raw = _median_times(studies, columns, notes)
+    times = apply_variant_rules(raw, variants)[profile_workloads]
+    ratios = performance_ratios(times, reference)
+    profile = performance_profile(ratios, len(denominator))
+    return studies, raw, times, ratios, profile, benchmark_scores(profile), ties
+
+  studies, raw, times, ratios, profile, scores, ties = profile_of(tie_break, notes)
+  alternative = None
+  if ties:
+    other = next(rule for rule in TIE_BREAKS if rule != tie_break)
+    alternative = profile_of(other, [])[5]
+    changed = ', '.join(f'{name} {scores[name]:.4f} -> {alternative[name]:.4f}'
+                        for name in scores.index if abs(scores[name] - alternative[name]) > 0)
+    notes.append(f'{len(ties)} tie(s) between trials decided a study (tie rule {tie_break!r}; '
+                 'AlgoPerf takes whichever trial os.listdir lists first, which depends on the '
+                 f'filesystem). With --tie_break {other}: ' + (changed or 'same scores') +
+                 '. Ties: ' + '; '.join(ties))
   if reference is not None and ((ratios == 0) & np.isinf(times.loc[reference])).any().any():
     notes.append(f'reference {reference!r} missed a target another submission reached; as '
                  'in AlgoPerf that ratio is 0 and counts as <= tau for every tau')
-  denominator, note = _denominator(algoperf_mode, present, profile_workloads)
-  profile = performance_profile(ratios, len(denominator))
-  scores = benchmark_scores(profile)
   settings = {
       'version': rules.version, 'ruleset': 'self-tuning' if self_tuning else 'external tuning',
       'reference': reference or 'fastest submission per workload', 'strict': strict,
       'taus': f'linspace(1, 4, {len(TAUS)})', 'variants': variants, 'tie_break': tie_break,
   }
   return ScoreResult(trial_rows, studies, raw, times, ratios, profile, scores, denominator,
-                     note, settings, notes)
+                     note, settings, notes, ties, alternative)

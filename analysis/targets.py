@@ -2,7 +2,7 @@
 
 AlgoPerf (`scoring/scoring_utils.py::get_workload_metrics_and_targets`) reads a
 workload's target by instantiating its class; we keep the same values as a table
-(ALGOPERF.md section 3; held-out variants from the variant classes in
+(ALGOPERF.md section 3; every registry variant from its class in
 `algoperf/workloads/*/*_jax/workload.py` at algoperf commit 2c90454f).
 
 Workloads outside AlgoPerf (e.g. this project's `criteo_embedded`) come from a
@@ -20,7 +20,8 @@ A targets-file entry replaces the table's entry of the same name.
 """
 import json
 import math
-from typing import Dict, Mapping, NamedTuple, Optional
+import os
+from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 # AlgoPerf's `check_if_minimized` registry, same entries in the same order.
 MIN_EVAL_METRICS = ('ce_loss', 'error_rate', 'ctc_loss', 'wer', 'l1_loss', 'loss')
@@ -94,7 +95,7 @@ def get_base_workload_name(workload: str) -> str:
 
 
 _ALGOPERF_SOURCE = 'AlgoPerf v0.6 workload classes (ALGOPERF.md section 3)'
-_VARIANT_SOURCE = 'AlgoPerf held-out variant classes, algoperf@2c90454f workload.py'
+_VARIANT_SOURCE = 'AlgoPerf variant classes, algoperf@2c90454f workload.py'
 
 ALGOPERF_TARGETS: Dict[str, Target] = {
     t.workload: t for t in (
@@ -111,18 +112,42 @@ ALGOPERF_TARGETS: Dict[str, Target] = {
         Target('ogbg', 'validation/mean_average_precision', 0.28098, False,
                source=_ALGOPERF_SOURCE),
         Target('wmt', 'validation/bleu', 30.8491, False, source=_ALGOPERF_SOURCE),
-        Target('criteo1tb_embed_init', 'validation/loss', 0.129657, True,
-               source=_VARIANT_SOURCE),
-        Target('fastmri_tanh', 'validation/ssim', 0.717840, False, source=_VARIANT_SOURCE),
-        Target('imagenet_resnet_large_bn_init', 'validation/accuracy', 0.76526, False,
-               source=_VARIANT_SOURCE),
-        Target('librispeech_conformer_layernorm', 'validation/wer', 0.09731, True,
-               source=_VARIANT_SOURCE),
-        Target('ogbg_model_size', 'validation/mean_average_precision', 0.269446, False,
-               source=_VARIANT_SOURCE),
-        Target('wmt_glu_tanh', 'validation/bleu', 29.5779, False, source=_VARIANT_SOURCE),
     )
 }
+
+# validation_target_value of every variant class in AlgoPerf's registry (the metric is
+# the base workload's); equal to submissions_algorithms' scoring/workload_targets.json.
+_VARIANT_TARGETS = {
+    'criteo1tb_test': 0.123735,
+    'criteo1tb_layernorm': 0.123757,
+    'criteo1tb_embed_init': 0.129657,
+    'criteo1tb_resnet': 0.12415,
+    'fastmri_model_size': 0.723559,
+    'fastmri_tanh': 0.71784,
+    'fastmri_layernorm': 0.723284,
+    'imagenet_resnet_silu': 0.75445,
+    'imagenet_resnet_gelu': 0.76765,
+    'imagenet_resnet_large_bn_init': 0.76526,
+    'imagenet_vit_glu': 0.75738,
+    'imagenet_vit_post_ln': 0.75312,
+    'imagenet_vit_map': 0.77113,
+    'librispeech_conformer_attention_temperature': 0.109977,
+    'librispeech_conformer_layernorm': 0.09731,
+    'librispeech_conformer_gelu': 0.094114,
+    'librispeech_deepspeech_tanh': 0.150883,
+    'librispeech_deepspeech_no_resnet': 0.131564,
+    'librispeech_deepspeech_norm_and_spec_aug': 0.14342,
+    'ogbg_gelu': 0.27771,
+    'ogbg_silu': 0.282178,
+    'ogbg_model_size': 0.269446,
+    'wmt_post_ln': 30.0779,
+    'wmt_attention_temp': 29.3379,
+    'wmt_glu_tanh': 29.5779,
+}
+ALGOPERF_TARGETS.update({
+    name: ALGOPERF_TARGETS[get_base_workload_name(name)]._replace(
+        workload=name, target=value, source=_VARIANT_SOURCE)
+    for name, value in _VARIANT_TARGETS.items()})
 
 
 def _parse_entry(workload: str, entry: object, path: str) -> Target:
@@ -182,3 +207,34 @@ def get_targets(targets_file: Optional[str] = None) -> Dict[str, Target]:
   if targets_file:
     targets.update(load_targets_file(targets_file))
   return targets
+
+
+TARGETS_FILENAME = 'targets.json'
+
+
+def find_targets_file(submission_dirs: Sequence[str]) -> Tuple[Optional[str], List[str]]:
+  """The nearest `targets.json` in each dir or its ancestors (e.g. the one the demo writes
+  at the top of its experiment directory).
+
+  Returns:
+    (path or None, every directory searched, nearest first).
+  Raises:
+    ValueError: the dirs lead to different files (pass one with --targets).
+  """
+  found, searched = [], []
+  for start in submission_dirs:
+    directory = os.path.abspath(start)
+    while True:
+      searched.append(directory)
+      candidate = os.path.join(directory, TARGETS_FILENAME)
+      if os.path.isfile(candidate):
+        found.append(candidate)
+        break
+      parent = os.path.dirname(directory)
+      if parent == directory:
+        break
+      directory = parent
+  if len(set(found)) > 1:
+    raise ValueError(f'the submission dirs lead to different targets files {sorted(set(found))}; '
+                     'pass the one to use with --targets')
+  return (found[0] if found else None), list(dict.fromkeys(searched))

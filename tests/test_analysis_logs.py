@@ -1,6 +1,5 @@
 """Discovery and damaged-log behaviour of analysis.logs (and how scoring sees it)."""
 import json
-import math
 import os
 
 import numpy as np
@@ -68,12 +67,17 @@ def test_mixed_frameworks_raise_or_split(tmp_path):
   assert sorted(t.submission for t in split) == ['sub_jax', 'sub_pytorch']
 
 
-def test_missing_csv_counts_as_miss_with_note(tmp_path):
+def test_missing_csv_drops_the_trial_as_algoperf_with_note(tmp_path):
+  # AlgoPerf's get_experiment_df skips a trial without eval_measurements.csv: the other
+  # trial of study_1 decides it, and a study without any file leaves the median.
   write(tmp_path, trial=1, hit=0)
   os.remove(evals_path(write(tmp_path, study='study_1', trial=1, hit=0)))
-  result = score.score_directory([str(tmp_path)], self_tuning=True).result
-  assert list(result.studies['time_s']) == [100.0, math.inf]
-  assert any('missing' in n for n in score.score_directory([str(tmp_path)]).experiment.notes)
+  write(tmp_path, study='study_1', trial=2, hit=1)
+  os.remove(evals_path(write(tmp_path, study='study_2', trial=1, hit=0)))
+  scored = score.score_directory([str(tmp_path)], self_tuning=True)
+  assert list(scored.result.studies['time_s']) == [100.0, 200.0]
+  assert list(scored.result.studies['study']) == ['study_0', 'study_1']
+  assert sum('missing; trial dropped' in n for n in scored.experiment.notes) == 2
 
 
 def test_empty_and_header_only_files(tmp_path):

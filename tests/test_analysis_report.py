@@ -14,36 +14,48 @@ TOY = {'metric': 'validation/loss', 'target': 0.5, 'minimize': True, 'max_runtim
 
 
 def _write_runs(root):
-  """nadamw 400 s, schedule_free_adamw 300 s, cdat_nadamw 200 s on a custom workload."""
-  steps = np.arange(1, 401)
+  """nadamw 400 s, schedule_free_adamw 300 s, cdat_nadamw 200 s on a custom workload;
+  measurements.csv as the submissions write it (curvlr.core.metric_names): loss every
+  step, lr whenever it changes, CDAT's scalars at its measurements only."""
+  steps = np.arange(0, 400)
   for sub, t in (('nadamw', 400), ('schedule_free_adamw', 300), ('cdat_nadamw', 200)):
-    measurements = {'global_step': steps, 'loss': np.linspace(1, 0.4, 400),
-                    'lr': np.logspace(-2, -4, 400)}
+    lr = np.where(steps % 50 == 0, np.logspace(-2, -4, 400), np.nan)
+    measurements = {'global_step': steps, 'loss': np.linspace(1, 0.4, 400), 'lr': lr}
     if sub == 'cdat_nadamw':
-      measurements.update({'cdat/numerator': np.linspace(0.1, 1, 400),
-                           'cdat/denominator': np.linspace(1, 2, 400),
-                           'curvature/uGu': np.logspace(0, 3, 400)})
+      measured = steps % 100 == 0
+      measurements.update({
+          'g_dot_u': np.where(measured, -np.linspace(0.1, 1, 400), np.nan),
+          'u_m_u': np.where(measured, np.logspace(0, 3, 400), np.nan),
+          'cdat_raw_lr': np.where(measured, np.logspace(-2, -3, 400), np.nan),
+          'cdat_rejected': np.where(measured, 0.0, np.nan)})
     for s in range(3):
       fx.write_trial(root, sub, f'study_{s}', 'toy', 1, (t / 2, t, 2 * t),
-                     fx.curve(3, 1, 0.5), meta={}, measurements=measurements)
+                     fx.curve(3, 1, 0.5), meta={}, measurements=measurements, ruleset='self',
+                     steps=(100, 200, 400))
 
 
 def test_report_cli_writes_markdown_csv_and_plots(tmp_path, capsys):
   _write_runs(tmp_path / 'runs')
   (tmp_path / 'targets.json').write_text(json.dumps({'toy': TOY}))
   out = tmp_path / 'out'
-  assert report.main(['--submission_dir', str(tmp_path / 'runs'), '--output_dir', str(out),
-                      '--targets', str(tmp_path / 'targets.json'), '--self_tuning']) == 0
+  # No --targets, no --self_tuning: the targets.json above the runs and the logs' flags.
+  assert report.main(['--submission_dir', str(tmp_path / 'runs'), '--output_dir',
+                      str(out)]) == 0
   assert 'report.md' in capsys.readouterr().out
-  for name in ('report.md', 'leaderboard.csv', 'scores.csv', 'performance_profile.png',
-               'curves_toy.png', 'lr_toy.png', 'curvature_toy.png',
-               'speedups_vs_nadamw.csv', 'speedups_vs_nadamw.png',
+  for name in ('report.md', 'leaderboard.csv', 'scores.csv', 'steps_to_target.csv',
+               'performance_profile.png', 'curves_toy.png', 'lr_toy.png', 'curvature_toy.png',
+               'measurement_toy.png', 'speedups_vs_nadamw.csv', 'speedups_vs_nadamw.png',
                'speedups_vs_schedule_free_adamw.csv', 'speedups_vs_schedule_free_adamw.png'):
     assert (out / name).stat().st_size > 0, name
   md = (out / 'report.md').read_text()
+  headings = [line for line in md.splitlines() if line.startswith('## ')]
+  assert headings[:2] == ['## Steps to target (load-independent)',
+                          '## AlgoPerf score (time-based)']
+  assert 'self-tuning ruleset (from the logs' in md
   assert '1 scored workloads: toy' in md
   assert '| unknown  | 1500     | 1.5 x 1000 s, targets file' in md  # budget stated
   assert '![curves_toy.png](curves_toy.png)' in md
+  assert 'median of' not in md
   board = pd.read_csv(out / 'leaderboard.csv', index_col=0)
   assert list(board.index) == ['cdat_nadamw', 'schedule_free_adamw', 'nadamw']
   assert board.loc['cdat_nadamw', 'score'] == 1.0
@@ -52,12 +64,53 @@ def test_report_cli_writes_markdown_csv_and_plots(tmp_path, capsys):
   assert speedups.loc['toy', 'schedule_free_adamw'] == 0.75
 
 
+def test_steps_table_ranks_by_steps_not_time(tmp_path):
+  # 'slow' needs fewer steps but more seconds per step (a loaded machine).
+  (tmp_path / 'targets.json').write_text(json.dumps({'toy': TOY}))
+  for sub, times, steps in (('fast', (10, 20, 30), (100, 200, 300)),
+                            ('slow', (50, 100, 150), (50, 100, 150))):
+    for s in range(3):
+      fx.write_trial(tmp_path / 'runs', sub, f'study_{s}', 'toy', 1, times,
+                     fx.curve(3, 1, 0.5), meta={}, steps=steps, ruleset='self')
+  result = score.score_directory([str(tmp_path / 'runs')]).result
+  table = score.steps_table(result)
+  assert list(table['submission']) == ['slow', 'fast']
+  assert list(table['steps_to_target']) == [100.0, 200.0]
+  assert list(table['time_to_target_s']) == [100.0, 20.0]
+  assert list(table['s_per_step']) == [1.0, 0.1]
+  assert result.scores['fast'] == 1.0  # the time-based score still favours 'fast'
+
+
+def test_budget_cuts_mark_base_and_self_tuning_limit(tmp_path):
+  _write_runs(tmp_path / 'runs')
+  (tmp_path / 'targets.json').write_text(json.dumps({'toy': TOY}))
+  result = score.score_directory([str(tmp_path / 'runs')]).result
+  cuts = report.budget_cuts(result, 'toy')
+  assert [c.x for c in cuts] == [1000.0, 1500.0]
+  assert 'self-tuning limit 1.5 x budget' in cuts[1].label
+
+
+def test_context_names_framework_hardware_and_seeds(tmp_path):
+  _write_runs(tmp_path / 'runs')
+  (tmp_path / 'targets.json').write_text(json.dumps({'toy': TOY}))
+  scored = score.score_directory([str(tmp_path / 'runs')])
+  assert report.context(scored, 'toy') == 'jax; unknown; 3 studies per submission (seed ?)'
+
+
+def test_clipped_points_are_counted_and_marked():
+  from matplotlib.figure import Figure
+  ax = Figure().subplots()
+  assert plots.mark_clipped(ax, np.array([1, 2, 3, 4]), np.array([5.0, 0.5, -3.0, 0.2]),
+                            (0.0, 1.0), 'red') == 2
+  assert len(ax.lines) == 2  # one marker set above, one below
+
+
 def test_speedups_fill_missed_targets_with_budget_plus_one(tmp_path):
   (tmp_path / 'targets.json').write_text(json.dumps({'toy': TOY}))
   for sub, hit in (('nadamw', 1), ('other', None)):
     for s in range(3):
       fx.write_trial(tmp_path / 'runs', sub, f'study_{s}', 'toy', 1, (100, 200, 300),
-                     fx.curve(3, hit, 0.5), meta={})
+                     fx.curve(3, hit, 0.5), meta={}, ruleset='external')
   scored = score.score_directory([str(tmp_path / 'runs')],
                                  targets_file=str(tmp_path / 'targets.json'))
   ratios, labels, gmeans = report.speedups(scored.result, 'nadamw')
@@ -74,23 +127,29 @@ def test_find_baseline_prefers_exact_then_prefix():
   assert report.find_baseline('shampoo', subs) is None
 
 
-def test_select_columns_and_log_scale():
-  available = ['global_step', 'loss', 'lr', 'cdat/numerator', 'alpha', 'curvature/uGu']
-  assert report.select_columns(available, report.LR_COLUMNS, report.LR_PREFIXES) == [
-      'lr', 'alpha']
-  assert report.select_columns(available, report.CURVATURE_COLUMNS,
-                               report.CURVATURE_PREFIXES) == ['cdat/numerator', 'curvature/uGu']
+def test_log_scale_rule():
   assert plots.use_log_scale(np.array([1e-4, 1e-2]))
   assert not plots.use_log_scale(np.array([-1.0, 1.0]))
   assert not plots.use_log_scale(np.array([1.0, 2.0]))
 
 
-def test_median_band_over_studies():
+def test_median_band_is_over_all_studies_with_finished_ones_held():
+  # The third study ends at x=0 (its second value is NaN): it holds 2.0 from there on, so
+  # the median stays over three studies instead of over the survivors.
   curves = [(np.array([0.0, 10.0]), np.array([1.0, 0.0])),
             (np.array([0.0, 10.0]), np.array([3.0, 2.0])),
             (np.array([0.0, 5.0]), np.array([2.0, np.nan]))]
   grid, median, low, high = plots.median_band(curves, num_points=3)
   np.testing.assert_array_equal(grid, [0.0, 5.0, 10.0])
-  np.testing.assert_array_equal(median, [2.0, 1.5, 1.0])  # third curve ends at x=0
+  np.testing.assert_array_equal(median, [2.0, 2.0, 2.0])
+  # The grid starts once every study has its first eval.
+  late = curves[:2] + [(np.array([4.0, 6.0]), np.array([2.0, 2.0]))]
+  assert plots.median_band(late, num_points=3)[0][0] == 4.0
   np.testing.assert_array_equal(low, [1.0, 0.5, 0.0])
   np.testing.assert_array_equal(high, [3.0, 2.5, 2.0])
+  # Runs that stop at the target: the median reaches it once most studies have.
+  stopped = [(np.array([0.0, 4.0]), np.array([1.0, 0.4])),
+             (np.array([0.0, 6.0]), np.array([1.0, 0.4])),
+             (np.array([0.0, 10.0]), np.array([1.0, 0.8]))]
+  grid, median, _, _ = plots.median_band(stopped, num_points=11)
+  assert median[-1] == 0.4

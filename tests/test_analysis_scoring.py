@@ -188,12 +188,21 @@ def test_reference_submission_ratio(tmp_path):
 def test_count_checks_warn_and_strict_raises(tmp_path):
   write_submission(tmp_path, 'sub', [[0, 0]])  # 1 study of 2 trials
   result = score_dir(tmp_path)
-  assert any('Expecting 3 studies' in n for n in result.notes)
+  assert any('expects 3 studies per workload; found 1 for sub/criteo1tb' in n
+             for n in result.notes)
   assert any('Expecting 5 trials' in n for n in result.notes)
   assert not any('trials' in n for n in score_dir(tmp_path, self_tuning=True).notes
                  if n.startswith('In Study'))
   with pytest.raises(scoring.ScoringError, match='Expecting 8 workloads'):
     score_dir(tmp_path, strict=True)
+
+
+def test_one_study_runs_give_one_note_for_all_submissions(tmp_path):
+  for name in ('a', 'b', 'c', 'd'):
+    write_submission(tmp_path, name, [[0]])
+  notes = [n for n in score_dir(tmp_path, self_tuning=True).notes if 'studies' in n]
+  assert notes == ['v0.6 expects 3 studies per workload; found 1 for a/criteo1tb, b/criteo1tb, '
+                   'c/criteo1tb, d/criteo1tb: the medians are over 1 study']
 
 
 def test_self_tuning_budget_factor(tmp_path):
@@ -203,17 +212,19 @@ def test_self_tuning_budget_factor(tmp_path):
   assert score_dir(tmp_path).trials['reached_after_budget'].all()
   assert score_dir(tmp_path, self_tuning=True).raw_times.loc['sub', 'criteo1tb'] == 9000
   assert score_dir(tmp_path, hardware_arg='none').raw_times.loc['sub', 'criteo1tb'] == 9000
-  # v0.5: x3.
-  budgets = score_dir(tmp_path, version='v0.5', self_tuning=True).trials['budget_s']
+  # v0.5: x3 (3 studies say v0.6, so re-scoring as v0.5 needs the override).
+  budgets = score_dir(tmp_path, version='v0.5', self_tuning=True,
+                      override_rules=True).trials['budget_s']
   assert set(budgets) == {3 * 7703}
 
 
-def test_workload_without_target_is_skipped_with_note(tmp_path):
-  write_submission(tmp_path, 'sub', [[0]] * 3)
-  write_study(tmp_path, 'sub', 'study_0', [0], workload='mystery')
-  result = score_dir(tmp_path, self_tuning=True)
-  assert 'mystery' not in result.raw_times.columns
-  assert any('mystery' in n and 'no target' in n for n in result.notes)
+def test_workload_without_target_is_an_error_naming_where_it_looked(tmp_path):
+  write_submission(tmp_path / 'exp', 'sub', [[0]] * 3)
+  write_study(tmp_path / 'exp', 'sub', 'study_0', [0], workload='mystery')
+  with pytest.raises(scoring.ScoringError,
+                     match=r"no target for workload\(s\) \['mystery'\].*targets.json in "
+                     + str(tmp_path / 'exp')):
+    score_dir(tmp_path / 'exp', self_tuning=True)
 
 
 def test_targets_file_errors_name_the_problem(tmp_path):
@@ -262,3 +273,44 @@ def test_tie_break_listdir_follows_directory_listing(tmp_path):
   by_listing = score_dir(tmp_path, self_tuning=True, tie_break='listdir').studies.iloc[0]
   assert by_listing.chosen_trial == first
   assert by_listing.time_s == {1: 300.0, 2: 200.0}[first]
+
+
+def _write_workloads(root, hits, studies=3):
+  """hits: {(submission, workload): hit index or None}, AlgoPerf targets and metrics."""
+  for (sub, workload), hit in hits.items():
+    t = targets.ALGOPERF_TARGETS[workload]
+    for s in range(studies):
+      fx.write_trial(root, sub, f'study_{s}', workload, 1, (100, 200),
+                     fx.curve(2, hit, t.target, t.minimize), metric=t.metric, ruleset='self')
+
+
+def test_v06_any_registry_variant_voids_its_base_when_missed(tmp_path):
+  # wmt_post_ln is not a v0.5 held-out workload; under v0.6 AlgoPerf applies the rules to
+  # every registry variant in the logs, with the variant class' target (30.0779).
+  _write_workloads(tmp_path, {('a', 'wmt'): 0, ('a', 'wmt_post_ln'): None,
+                              ('b', 'wmt'): 1, ('b', 'wmt_post_ln'): 0})
+  result = score_dir(tmp_path)
+  assert result.settings['variants'] == ['wmt_post_ln']
+  assert result.raw_times.loc['a', 'wmt'] == 100
+  assert result.times.loc['a', 'wmt'] == math.inf  # rule B
+  assert result.times.loc['b', 'wmt'] == 200
+  assert not any('no target' in n for n in result.notes)
+
+
+def test_v06_variant_is_void_when_its_base_missed(tmp_path):
+  _write_workloads(tmp_path, {('a', 'ogbg'): None, ('a', 'ogbg_gelu'): 0})
+  result = score_dir(tmp_path)
+  times = scoring.apply_variant_rules(result.raw_times, result.settings['variants'])
+  assert times.loc['a', 'ogbg_gelu'] == math.inf  # rule A
+
+
+def test_v05_other_variants_are_reported_not_applied(tmp_path):
+  # v0.5 restricts the frame to base + held-out workloads: wmt_post_ln's miss voids nothing.
+  # (wmt_glu_tanh, the held-out wmt variant, must be reached or it voids wmt.)
+  _write_workloads(tmp_path, {('a', 'wmt'): 0, ('a', 'wmt_post_ln'): None,
+                              ('a', 'wmt_glu_tanh'): 0}, studies=5)
+  result = score_dir(tmp_path)
+  assert result.settings['version'] == 'v0.5'
+  assert result.times.loc['a', 'wmt'] == 100
+  assert any("['wmt_post_ln'] are AlgoPerf variants outside this version" in n
+             for n in result.notes)

@@ -25,3 +25,7 @@ def test_median_metrics_are_listed():
   logged = set(policy.metrics(p, state, m))
   assert logged == set(metric_names.TWO_BATCH + metric_names.ALPHAS + metric_names.MEDIAN
                        + metric_names.COST)
+
+
+def test_held_names_are_known():
+  assert set(metric_names.HELD) <= set(metric_names.ALL)

@@ -35,4 +35,9 @@ CURVATURE_PLOTS = (
     ('measurement', 'measurement bookkeeping', ('cdat_rejected',) + MEDIAN + COST),
 )
 
+# Values that stay in force between logged points (drawn as steps): the applied lr, the
+# interval median in use, and running counters.
+HELD = ('lr', 'last_median', 'median_applied', 'median_rejected_windows', 'cdat_rejected',
+        'measure_count', 'overhead_fraction')
+
 ALL = TRAINING + CDAT + TWO_BATCH + ALPHAS + MEDIAN + COST

@@ -3,6 +3,7 @@ import os
 
 import torch
 import torch.distributed as dist
+import torch.distributed._functional_collectives as funcol
 
 
 def is_distributed() -> bool:
@@ -38,6 +39,19 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
   if is_distributed():
     dist.all_reduce(out)
   return out
+
+
+def differentiable_all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+  """Sum over ranks that autograd differentiates (the backward sums the gradient over
+  ranks); identity without a process group.
+
+  The replacement torch recommends for the deprecated `torch.distributed.nn.all_reduce`
+  (functional collectives, whose all_reduce has a registered autograd formula), waited on
+  here so that callers get a plain tensor.
+  """
+  if not is_distributed():
+    return tensor
+  return funcol.wait_tensor(funcol.all_reduce(tensor, 'sum', dist.group.WORLD))
 
 
 def all_reduce_max(value: float) -> float:

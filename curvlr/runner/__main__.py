@@ -10,8 +10,7 @@ def run(argv=None):
   args = flags_lib.parser().parse_args(argv)
   # Imports after parsing so that --help is instant.
   from curvlr import workloads
-  from curvlr.runner import backends, logs, loop, progress, rng as rng_lib
-  from curvlr.runner import search_space, submission as submission_lib
+  from curvlr.runner import backends, logs, loop, search_space, submission as submission_lib
 
   if args.tuning_ruleset == 'self' and args.tuning_search_space:
     raise ValueError('--tuning_search_space must not be set with --tuning_ruleset=self.')
@@ -33,17 +32,37 @@ def run(argv=None):
   if args.append_timestamp:
     name += datetime.datetime.now().strftime('-%Y-%m-%d-%H-%M-%S')
   seed = args.rng_seed if args.rng_seed is not None else int.from_bytes(os.urandom(4), 'little') >> 1
-  wl_dir = None
-  if backend.is_rank0:
-    wl_dir = logs.workload_dir(args.experiment_dir, name, args.workload, args.framework,
-                               args.overwrite, args.resume_last_run)
-  wl_dir = _broadcast_path(backend, wl_dir, args, name)
-
   if args.tuning_ruleset == 'self':
     trials = [None]
   else:
     trials = search_space.load_points(args.tuning_search_space, args.num_tuning_trials, seed)
     trials = trials[args.hparam_start_index:args.hparam_end_index]
+  wl_dir, created = None, []
+  if backend.is_rank0:
+    wl_dir, created = logs.workload_dir(args.experiment_dir, name, args.workload,
+                                        args.framework, args.overwrite, args.resume_last_run)
+  wl_dir = _broadcast_path(backend, wl_dir, args, name)
+  try:
+    return _run_trials(args, backend, workload, submission, wl_dir, trials, seed,
+                       batch_size, eval_batch_size)
+  except Exception:
+    # What this invocation created and cannot be resumed goes, so that the next attempt
+    # needs no --overwrite; a directory holding a checkpoint stays for --resume_last_run.
+    if backend.is_rank0:
+      kept = logs.remove_failed_run(created, loop.CHECKPOINT)
+      if kept:
+        print(f'The failed run kept {kept}: it holds a checkpoint that --resume_last_run '
+              'continues (--overwrite starts afresh).', file=sys.stderr, flush=True)
+      elif created:
+        print(f'The failed run removed what it created ({created[-1]}).', file=sys.stderr,
+              flush=True)
+    raise
+
+
+def _run_trials(args, backend, workload, submission, wl_dir, trials, seed, batch_size,
+                eval_batch_size):
+  """Runs every trial into wl_dir/trial_<k>; -> [loop.TrialResult]."""
+  from curvlr.runner import logs, loop, progress, rng as rng_lib
   prng = rng_lib.for_framework(args.framework)
   show = progress.Progress(args.progress_every_sec, enabled=backend.is_rank0)
   results = []
@@ -55,7 +74,9 @@ def run(argv=None):
       if hparams is not None:
         logs.write_json(trial_dir / 'hparams.json', hparams._asdict())
       print(f'{args.framework} | {args.workload} | {args.submission_path} | trial {index} '
-            f'| batch size {batch_size} | seed {seed} | logs: {trial_dir}', flush=True)
+            f'| batch size {batch_size} | seed {seed} | logs: {trial_dir}\n'
+            f'  {_device_line(args.framework, backend)}\n'
+            f'  hyperparameters: {_hparams_line(hparams)}', flush=True)
     result = loop.train_once(
         workload, submission, backend, prng, trial_dir=trial_dir, data_dir=args.data_dir,
         global_batch_size=batch_size, global_eval_batch_size=eval_batch_size,
@@ -67,10 +88,30 @@ def run(argv=None):
     if backend.is_rank0:
       ttt = (f'{result.time_to_validation_target:.1f} s of submission time'
              if result.time_to_validation_target is not None else 'not reached')
-      print(f'trial {index}: {result.global_step} steps; time to validation target '
+      print(f'trial {index}: stopped after {result.global_step} steps: '
+            f'{loop.STOP_REASONS[result.stop_reason]}; time to validation target '
             f'({workload.validation_target_value}): {ttt}; logs in {trial_dir}', flush=True)
   backend.finish()
   return results
+
+
+def _device_line(framework: str, backend) -> str:
+  """'device: cpu x 2 (2 processes, DDP)' and the like."""
+  from curvlr.runner import logs
+  info = logs.hardware_info(framework)
+  if framework == 'pytorch':
+    procs = backend.num_devices
+    how = 'DDP' if procs > 1 else 'no DDP'
+  else:
+    procs, how = 1, 'jit over all local devices'
+  return (f'device: {info["hardware.accelerator"]} x {info["hardware.device_count"]} '
+          f'({procs} process{"es" if procs > 1 else ""}, {how})')
+
+
+def _hparams_line(hparams) -> str:
+  if hparams is None:
+    return 'none (self-tuning: the submission sets its own)'
+  return ', '.join(f'{k}={v}' for k, v in hparams._asdict().items())
 
 
 def _broadcast_path(backend, path, args, name):

@@ -14,17 +14,20 @@ import platform
 import shutil
 import subprocess
 import sys
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import psutil
 
 
 def workload_dir(experiment_dir: str, experiment_name: str, workload: str,
-                 framework: str, overwrite: bool, resume: bool) -> pathlib.Path:
+                 framework: str, overwrite: bool, resume: bool
+                 ) -> Tuple[pathlib.Path, List[pathlib.Path]]:
   """Creates (or reuses on resume) <experiment_dir>/<name>/<workload>_<framework>.
 
   An existing directory without --overwrite or --resume_last_run is an error (AlgoPerf
   prompts on stdin instead, which dies in scripts).
+  -> (the directory, the directories this call created, outermost first; for
+  `remove_failed_run`).
   """
   path = pathlib.Path(os.path.expanduser(experiment_dir)) / experiment_name / (
       f'{workload}_{framework}')
@@ -34,8 +37,28 @@ def workload_dir(experiment_dir: str, experiment_name: str, workload: str,
           f'Experiment directory {path} already exists. Pass --overwrite to replace it, '
           '--resume_last_run to continue it, or choose another --experiment_name.')
     shutil.rmtree(path)
+  created = [d for d in reversed((path, *path.parents)) if not d.exists()]
   path.mkdir(parents=True, exist_ok=True)
-  return path
+  return path, created
+
+
+def remove_failed_run(created: Sequence[pathlib.Path],
+                      checkpoint_name: str) -> Optional[pathlib.Path]:
+  """After a failed run: removes the directories `workload_dir` created, unless the run
+  directory (the last of them) holds a checkpoint, which --resume_last_run can continue.
+
+  Outer directories are removed only if empty. -> the directory kept, or None.
+  """
+  if not created:
+    return None
+  run_dir = created[-1]
+  if any(run_dir.glob(f'trial_*/{checkpoint_name}')):
+    return run_dir
+  shutil.rmtree(run_dir, ignore_errors=True)
+  for d in reversed(created[:-1]):
+    if d.is_dir() and not any(d.iterdir()):
+      d.rmdir()
+  return None
 
 
 class CsvLog:

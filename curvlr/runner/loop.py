@@ -4,7 +4,8 @@ Timed: data_selection + update_params + loop overhead, and prepare_for_eval.
 Untimed: input queue, init_model_fn, init_optimizer_state, restore, logging, evals.
 The first eval follows step 1; later ones every `eval_period_time_sec` of wall-clock.
 Training stops on both targets, on the budget (x1.5 for self-tuning; checked only at
-eval time, as AlgoPerf), on --max_global_steps, or on TrainingCompleteError.
+eval time, as AlgoPerf), on --max_global_steps, or on TrainingCompleteError; which one
+is recorded (`TrialResult.stop_reason`, `run_summary.json` in the trial directory).
 """
 import dataclasses
 import inspect
@@ -18,6 +19,14 @@ from curvlr.runner import logs
 
 SELF_TUNING_BUDGET_FACTOR = 1.5
 CHECKPOINT = 'checkpoint.pkl'
+RUN_SUMMARY = 'run_summary.json'
+# Why a run stopped, first match wins; the values are what run_summary.json records.
+STOP_REASONS = {
+    'target': 'target reached (validation and test)',
+    'training_complete': 'the submission raised TrainingCompleteError',
+    'max_global_steps': 'reached --max_global_steps',
+    'budget': 'time budget used up',
+}
 
 
 @dataclasses.dataclass
@@ -27,6 +36,21 @@ class TrialResult:
   global_step: int
   submission_time: float  # accumulated_submission_time at the end, seconds
   time_to_validation_target: Optional[float]  # seconds of submission time, None if missed
+  stop_reason: str  # a key of STOP_REASONS
+
+
+def stop_reason(*, goals_reached: bool, training_complete_error: bool, global_step: int,
+                max_global_steps: Optional[int], is_time_remaining: bool) -> str:
+  """The key of STOP_REASONS that ended a run (precedence in that dict's order)."""
+  if goals_reached:
+    return 'target'
+  if training_complete_error:
+    return 'training_complete'
+  if max_global_steps is not None and global_step >= max_global_steps:
+    return 'max_global_steps'
+  if not is_time_remaining:
+    return 'budget'
+  raise ValueError('The training loop ended with no stop condition met.')
 
 
 def train_once(workload, submission: types.ModuleType, backend, prng, *, trial_dir,
@@ -52,6 +76,8 @@ def train_once(workload, submission: types.ModuleType, backend, prng, *, trial_d
                accumulated_submission_time=0.0, accumulated_eval_time=0.0,
                accumulated_logging_time=0.0, last_step_end_time=None)
   global_step, preemption_count, eval_results = 0, 0, []
+  training_complete_error = False
+  load_start = os.getloadavg()
   checkpoint = trial_dir / CHECKPOINT
   if resume and checkpoint.exists():
     params, model_state, optimizer_state, extra = backend.load_checkpoint(
@@ -89,6 +115,7 @@ def train_once(workload, submission: types.ModuleType, backend, prng, *, trial_d
           global_step=global_step, rng=update_rng, **kwargs)
     except spec.TrainingCompleteError:
       state['training_complete'] = True
+      training_complete_error = True
     global_step += 1
     if max_global_steps is not None and global_step == max_global_steps:
       state['training_complete'] = True
@@ -150,7 +177,24 @@ def train_once(workload, submission: types.ModuleType, backend, prng, *, trial_d
   if logger is not None:
     logger.append_scalar_metrics({'score': state['accumulated_submission_time']},
                                  global_step, preemption_count)
-  hit = next((r['score'] for _, r in eval_results if workload.has_reached_validation_target(r)),
-             None)
+  hit = next(((step, r['score']) for step, r in eval_results
+              if workload.has_reached_validation_target(r)), (None, None))
+  reason = stop_reason(goals_reached=goals_reached,
+                       training_complete_error=training_complete_error,
+                       global_step=global_step, max_global_steps=max_global_steps,
+                       is_time_remaining=state['is_time_remaining'])
+  wall_time = backend.get_time() - global_start_time  # a collective under DDP: every rank
+  if backend.is_rank0:
+    logs.write_json(trial_dir / RUN_SUMMARY, {
+        'stop_reason': reason, 'stop_reason_text': STOP_REASONS[reason],
+        'global_step': global_step, 'preemption_count': preemption_count,
+        'accumulated_submission_time': state['accumulated_submission_time'],
+        'accumulated_eval_time': state['accumulated_eval_time'],
+        'num_evals': len(eval_results),
+        'steps_to_validation_target': hit[0], 'time_to_validation_target': hit[1],
+        'validation_target_value': workload.validation_target_value,
+        'loop_wall_time_sec': wall_time,  # training loop incl. evals, excl. init
+        'loadavg_1min_start': load_start[0], 'loadavg_1min_end': os.getloadavg()[0],
+        'cpu_count': os.cpu_count()})
   return TrialResult(trial_dir, eval_results, global_step,
-                     state['accumulated_submission_time'], hit)
+                     state['accumulated_submission_time'], hit[1], reason)

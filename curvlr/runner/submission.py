@@ -36,11 +36,12 @@ def load(submission_path: str) -> types.ModuleType:
 
 
 def batch_size(module: types.ModuleType, workload_name: str) -> int:
-  """AlgoPerf: try the full name, on ValueError retry the base name."""
+  """AlgoPerf: try the full name, on ValueError retry the base name (variant -> base)."""
+  from curvlr import workloads
   try:
     return module.get_batch_size(workload_name)
   except ValueError:
-    base = workload_name.split('_')[0] if workload_name.startswith('criteo1tb') else None
-    if base is None:
+    base = workloads.base_name(workload_name)
+    if base == workload_name:
       raise
     return module.get_batch_size(base)

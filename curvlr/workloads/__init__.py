@@ -10,6 +10,11 @@ def available() -> tuple:
   return tuple(sorted(criteo_config.CONFIGS))
 
 
+def base_name(name: str) -> str:
+  """The workload a variant derives from (AlgoPerf's get_base_workload_name), else `name`."""
+  return criteo_config.BASE_NAMES.get(name, name)
+
+
 def get_workload(name: str, framework: str, data_dir: Optional[str] = None):
   """Builds a workload; unknown names or frameworks raise ValueError listing the valid ones."""
   if name not in criteo_config.CONFIGS:

@@ -55,8 +55,10 @@ class CriteoWorkloadBase(spec.Workload):
     counts = {}
     for split, nominal in (('validation', cfg.num_validation_examples),
                            ('test', cfg.num_test_examples)):
-      counts[split] = nominal if nominal is not None else data_lib.count_lines(
-          data_lib.split_files(self._data_dir, split))
+      if nominal is None:
+        nominal = min(data_lib.count_lines(data_lib.split_files(self._data_dir, split)),
+                      cfg.max_eval_examples or math.inf)
+      counts[split] = nominal
     self._num_validation_examples = counts['validation']
     self._num_test_examples = counts['test']
 

@@ -1,6 +1,5 @@
 """The loss/gradient part of a PyTorch AlgoPerf step, shared by all our submissions."""
 import torch
-import torch.distributed.nn as dist_nn
 
 from curvlr import spec
 from curvlr.pytorch import distributed
@@ -36,8 +35,9 @@ def loss_grad_and_count(workload, model, model_state, batch, rng, *, dropout_rat
                          label_smoothing=label_smoothing)
   summed, n_valid = out['summed'], out['n_valid_examples']
   if distributed.world_size() > 1:
-    summed = dist_nn.all_reduce(summed)
-    n_valid = dist_nn.all_reduce(torch.as_tensor(n_valid, dtype=summed.dtype))
+    summed = distributed.differentiable_all_reduce_sum(summed)
+    n_valid = distributed.differentiable_all_reduce_sum(
+        torch.as_tensor(n_valid, dtype=summed.dtype))
   loss = summed / n_valid
   loss.backward()
   return loss.detach(), torch.as_tensor(n_valid).detach(), new_model_state

@@ -44,13 +44,11 @@ Prints `name: value` lines; the headline (JAX then PyTorch GGN-JVP ratio) comes 
 import argparse
 from importlib import metadata
 import os
-import statistics
 import sys
-import time
 
-_YNN_FLAG = '--xla_cpu_experimental_ynn_fusion_type'
-if _YNN_FLAG not in os.environ.get('XLA_FLAGS', ''):
-  os.environ['XLA_FLAGS'] = f'{os.environ.get("XLA_FLAGS", "")} {_YNN_FLAG}='.strip()
+import benchlib
+
+benchlib.use_fast_cpu_xla()
 
 import numpy as np  # noqa: E402
 
@@ -69,22 +67,8 @@ DATA = synthetic.SyntheticConfig(seed=0, num_train_files=1, lines_per_train_file
 TRAIN = spec.ForwardPassMode.TRAIN
 
 
-def _time_variants(variants, warmup, repeats):
-  """{name: median seconds}; each call of variants[name]() must block until done."""
-  for fn in variants.values():
-    for _ in range(warmup):
-      fn()
-  names, times = list(variants), {name: [] for name in variants}
-  for r in range(repeats):
-    for name in names[r % len(names):] + names[:r % len(names)]:
-      start = time.perf_counter()
-      variants[name]()
-      times[name].append(time.perf_counter() - start)
-  return {name: statistics.median(t) for name, t in times.items()}
-
-
-def _halves(batch, batch_size):
-  half = batch_size // 2
+def _halves(batch):
+  half = batch['targets'].shape[0] // 2
   return ({k: v[:half] for k, v in batch.items()}, {k: v[half:] for k, v in batch.items()})
 
 
@@ -92,18 +76,24 @@ def _rel_err(a, b):
   return abs(float(a) - float(b)) / abs(float(b))
 
 
-def torch_variants(data_dir, use_curvlinops):
-  """-> (variants, extra `name: value` lines) for PyTorch."""
+def _first_batch(workload):
+  return next(workload._build_input_queue(  # pylint: disable=protected-access
+      np.array([0, 0]), 'train', None, batch_sizes.get_batch_size(WORKLOAD)))
+
+
+def torch_variants(workload, batch, use_curvlinops=False, fd_check=True):
+  """-> (variants, extra `name: value` lines) for PyTorch, on `workload` and one train `batch`.
+
+  fd_check: also compare the GGN finite difference with the JVP (two more queries).
+  """
   import torch
   from curvlr.pytorch import curvature as C
   from curvlr.pytorch import train_step
 
-  batch_size = batch_sizes.get_batch_size(WORKLOAD)
-  workload = workloads.get_workload(WORKLOAD, 'pytorch', str(data_dir))
+  batch_size = batch['targets'].shape[0]
   sub = submission_lib.load('submissions/self_tuning/nadamw/pytorch_submission.py')
   model, _ = workload.init_model_fn(np.array([0, 0]))
   opt = sub.init_optimizer_state(workload, model, None, None, None)
-  batch = next(workload._build_input_queue(np.array([0, 0]), 'train', None, batch_size))  # pylint: disable=protected-access
   rng = np.array([0, STEP])
   lt = workload.loss_type
   sync = torch.cuda.synchronize if torch.cuda.is_available() else lambda: None
@@ -136,7 +126,7 @@ def torch_variants(data_dir, use_curvlinops):
     train_step.loss_and_grad(workload, model, None, batch, rng, dropout_rate=HPARAMS.dropout_rate)
     sync()
 
-  half_1, half_2 = _halves(batch, batch_size)
+  half_1, half_2 = _halves(batch)
   quarter = C.sub_batch(batch, batch_size // 4)
 
   def two_batch_measurement():
@@ -156,8 +146,9 @@ def torch_variants(data_dir, use_curvlinops):
       'two_batch_ggn': lambda: (float(ggn(half_1, u).quad), float(ggn(half_2, u).quad)),
       'two_batch_measurement': two_batch_measurement,
   }
-  lines = {'torch_version': torch.__version__, 'torch_num_threads': torch.get_num_threads(),
-           'ggn_jvp_fd_rel_diff_torch': _rel_err(ggn(batch, u, 'fd').quad, ggn(batch, u).quad)}
+  lines = {'torch_version': torch.__version__, 'torch_num_threads': torch.get_num_threads()}
+  if fd_check:
+    lines['ggn_jvp_fd_rel_diff_torch'] = _rel_err(ggn(batch, u, 'fd').quad, ggn(batch, u).quad)
   if use_curvlinops:
     variants.update(_curvlinops_variants(model, batch, u, float(ggn(batch, u, dropout_rate=0.0).quad),
                                          lines))
@@ -204,18 +195,17 @@ def _curvlinops_variants(model, batch, u, reference, lines):
           'curvlinops_ggn_quad': lambda: (uf @ (wrapped @ uf)).item()}
 
 
-def jax_variants(data_dir):
+def jax_variants(workload, batch, fd_check=True):
   """-> (variants, extra `name: value` lines) for JAX; every variant is one jitted call."""
   import jax
+  import jax.numpy as jnp
   from curvlr.jax import curvature as C
   from curvlr.jax import train_step
 
-  batch_size = batch_sizes.get_batch_size(WORKLOAD)
-  workload = workloads.get_workload(WORKLOAD, 'jax', str(data_dir))
+  batch_size = batch['targets'].shape[0]
   sub = submission_lib.load('submissions/self_tuning/nadamw/jax_submission.py')
   params, _ = workload.init_model_fn(jax.random.PRNGKey(0))
   opt_state, update_fn = sub.init_optimizer_state(workload, params, None, None, None)
-  batch = next(workload._build_input_queue(np.array([0, 0]), 'train', None, batch_size))  # pylint: disable=protected-access
   rng = jax.random.PRNGKey(STEP)
   lt = workload.loss_type
 
@@ -234,15 +224,17 @@ def jax_variants(data_dir):
                                     method=method).quad
 
   def two_batch_ggn(p, d, b):
-    half_1, half_2 = _halves(b, batch_size)
+    half_1, half_2 = _halves(b)
     return ggn(p, d, half_1), ggn(p, d, half_2)
 
   def two_batch_measurement(p, s, b):
-    d, _ = update_fn(grads(p, _halves(b, batch_size)[1]), s, p)
+    d, _ = update_fn(grads(p, _halves(b)[1]), s, p)
     return two_batch_ggn(p, d, b)
 
   u = jax.jit(lambda p, s, b: update_fn(grads(p, b), s, p)[0])(params, opt_state, batch)
-  state = {'opt': (opt_state, update_fn), 'params': params}
+  # The plain step's own copies: on accelerators the NAdamW step donates its params and state.
+  state = {'opt': (jax.tree.map(jnp.copy, opt_state), update_fn),
+           'params': jax.tree.map(jnp.copy, params)}
 
   def plain_step():
     state['opt'], state['params'], _ = sub.update_params(
@@ -268,11 +260,12 @@ def jax_variants(data_dir):
       'two_batch_ggn': timed(two_batch_ggn, params, u, batch),
       'two_batch_measurement': timed(two_batch_measurement, params, opt_state, batch),
   }
-  ggn_jit = jax.jit(ggn, static_argnums=3)
   lines = {'jax_version': jax.__version__, 'jax_backend': jax.default_backend(),
-           'xla_flags': os.environ.get('XLA_FLAGS', ''),
-           'ggn_jvp_fd_rel_diff_jax': _rel_err(ggn_jit(params, u, batch, 'fd'),
-                                               ggn_jit(params, u, batch, 'jvp'))}
+           'xla_flags': os.environ.get('XLA_FLAGS', '')}
+  if fd_check:
+    ggn_jit = jax.jit(ggn, static_argnums=3)
+    lines['ggn_jvp_fd_rel_diff_jax'] = _rel_err(ggn_jit(params, u, batch, 'fd'),
+                                                ggn_jit(params, u, batch, 'jvp'))
   return variants, lines
 
 
@@ -297,13 +290,14 @@ def main():
   headlines = []
   for fw in frameworks:
     suffix = 'torch' if fw == 'pytorch' else 'jax'
+    workload = workloads.get_workload(WORKLOAD, fw, str(data_dir))
     if fw == 'pytorch':
-      variants, lines = torch_variants(data_dir, not args.no_curvlinops)
+      variants, lines = torch_variants(workload, _first_batch(workload), not args.no_curvlinops)
     else:
-      variants, lines = jax_variants(data_dir)
+      variants, lines = jax_variants(workload, _first_batch(workload))
     for name, value in lines.items():
       print(f'{name}: {value:.3g}' if isinstance(value, float) else f'{name}: {value}')
-    medians = _time_variants(variants, warmup, repeats)
+    medians = benchlib.medians(benchlib.time_variants(variants, warmup, repeats)[0])
     for name, seconds in medians.items():
       print(f'{name}_s_{suffix}: {seconds:.4f}')
     for name, seconds in medians.items():

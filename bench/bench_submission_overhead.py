@@ -34,14 +34,13 @@ PyTorch), the headline `overhead_cdat_nadamw_torch` last of all.
 """
 import argparse
 import copy
-import math
 import os
 import sys
 import time
 
-_YNN_FLAG = '--xla_cpu_experimental_ynn_fusion_type'
-if _YNN_FLAG not in os.environ.get('XLA_FLAGS', ''):
-  os.environ['XLA_FLAGS'] = f'{os.environ.get("XLA_FLAGS", "")} {_YNN_FLAG}='.strip()
+import benchlib
+
+benchlib.use_fast_cpu_xla()
 
 import numpy as np  # noqa: E402
 
@@ -55,39 +54,6 @@ WORKLOAD = 'criteo_embedded'
 SUBMISSIONS = ('nadamw', 'cdat_nadamw', 'ggn_median_nadamw')
 DATA = synthetic.SyntheticConfig(seed=0, num_train_files=1, lines_per_train_file=20_000,
                                  num_validation_lines=1024, num_test_lines=1024)
-
-
-class Recorder:
-  """In-memory `metrics_logger`: counts the rows logged by measurement steps."""
-
-  def __init__(self):
-    self.measurements = 0
-    self.overhead_fraction = math.nan
-
-  def append_scalar_metrics(self, metrics, global_step, *args, **kwargs):
-    del global_step, args, kwargs
-    if 'overhead_fraction' in metrics:
-      self.measurements += 1
-      self.overhead_fraction = metrics['overhead_fraction']
-
-
-class Trainee:
-  """One submission's training state, global step and timed seconds."""
-
-  def __init__(self, sub, params, model_state, opt_state, step):
-    self.sub, self.params, self.model_state, self.opt_state = sub, params, model_state, opt_state
-    self.step, self.seconds, self.steps, self.recorder = step, 0.0, 0, Recorder()
-
-  def run(self, workload, batches, rng_fn, eval_results):
-    """Runs one update per batch from the current global step."""
-    workload.metrics_logger = self.recorder
-    for batch in batches:
-      self.opt_state, self.params, self.model_state = self.sub.update_params(
-          workload=workload, current_param_container=self.params, current_params_types=None,
-          model_state=self.model_state, hyperparameters=None, batch=batch, loss_type=None,
-          optimizer_state=self.opt_state, eval_results=eval_results,
-          global_step=self.step, rng=rng_fn(self.step))
-      self.step += 1
 
 
 def _setup(fw, data_dir, num_batches):
@@ -104,11 +70,13 @@ def _setup(fw, data_dir, num_batches):
             lambda step: np.array([0, step]), lambda params: sync(),
             {'torch_version': torch.__version__, 'torch_num_threads': torch.get_num_threads()})
   import jax
+  import jax.numpy as jnp
   params, model_state = workload.init_model_fn(jax.random.PRNGKey(0))
-  return (workload, batches, lambda: (params, model_state), jax.random.PRNGKey,
-          jax.block_until_ready,
+  # A copy per submission: on accelerators the jitted steps donate their params.
+  return (workload, batches, lambda: (jax.tree.map(jnp.copy, params), model_state),
+          jax.random.PRNGKey, jax.block_until_ready,
           {'jax_version': jax.__version__, 'jax_backend': jax.default_backend(),
-           'xla_flags': os.environ['XLA_FLAGS']})
+           'xla_flags': os.environ.get('XLA_FLAGS', '')})
 
 
 def bench(fw, data_dir, rounds, steps, warmup):
@@ -122,20 +90,11 @@ def bench(fw, data_dir, rounds, steps, warmup):
     sub = submission_lib.load(f'submissions/self_tuning/{name}/{fw}_submission.py')
     params, model_state = init_fn()
     opt_state = sub.init_optimizer_state(workload, params, model_state, None, None)
-    trainees[name] = Trainee(sub, params, model_state, opt_state, starts[name])
-    throwaway = Trainee(sub, *copy.deepcopy((params, model_state, opt_state)), starts[name])
+    trainees[name] = benchlib.Trainee(sub, params, model_state, opt_state, starts[name])
+    throwaway = benchlib.Trainee(sub, *copy.deepcopy((params, model_state, opt_state)), starts[name])
     throwaway.run(workload, batches[:warmup], rng_fn, [])
     sync(throwaway.params)
-  names = list(SUBMISSIONS)
-  for r in range(rounds):
-    block = batches[r * steps:(r + 1) * steps]
-    for name in names[r % len(names):] + names[:r % len(names)]:
-      trainee = trainees[name]
-      start = time.perf_counter()
-      trainee.run(workload, block, rng_fn, [None] * r)
-      sync(trainee.params)
-      trainee.seconds += time.perf_counter() - start
-      trainee.steps += len(block)
+  benchlib.time_rounds(trainees, workload, batches, rng_fn, sync, rounds, steps)
   step_s = {name: t.seconds / t.steps for name, t in trainees.items()}
   suffix = 'torch' if fw == 'pytorch' else 'jax'
   for name, t in trainees.items():

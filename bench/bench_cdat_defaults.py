@@ -128,7 +128,7 @@ def run_config(name, workload, batches, eval_steps, record_steps):
       out[f'lr_{done}_{name}'], out[f'measurements_{done}_{name}'] = lr, count
     if done in eval_steps:
       loss = _validation_loss(workload, model)
-      eval_results.append(({'validation/loss': loss}, done))  # the next step is not timed
+      eval_results.append((done, {'validation/loss': loss}))  # the next step is not timed
       out[f'val_loss_{done}_{name}'] = loss
   overhead = amortization.overhead_fraction(state.timing) if state else None
   out.update({f'lr_final_{name}': lr, f'measurements_{name}': count,

@@ -89,9 +89,10 @@ def time_rounds(trainees, workload, batches, rng_fn, sync, rounds, steps, evals_
   round; adds the synchronised seconds and the steps to every trainee.
 
   Round r uses batches[(r * steps + i) % len(batches)] and passes `eval_results` of length
-  evals_before + r: the curvature policies time each update up to the start of the next
-  one unless an eval ran in between, so that the other trainees' blocks are not charged
-  to a policy's clock.
+  evals_before + r, as AlgoPerf's (step, result) pairs with step -1 (never the current
+  step, so no update counts as 'right after an eval'): the curvature policies time each
+  update up to the start of the next one unless an eval ran in between, so that the other
+  trainees' blocks are not charged to a policy's clock.
   """
   names = list(trainees)
   for r in range(rounds):
@@ -99,7 +100,7 @@ def time_rounds(trainees, workload, batches, rng_fn, sync, rounds, steps, evals_
     for name in rotated(names, r):
       trainee = trainees[name]
       start = time.perf_counter()
-      trainee.run(workload, block, rng_fn, [None] * (evals_before + r))
+      trainee.run(workload, block, rng_fn, [(-1, {})] * (evals_before + r))
       sync(trainee.params)
       trainee.seconds += time.perf_counter() - start
       trainee.steps += len(block)

@@ -53,7 +53,7 @@ def test_nothing_before_start():
 @pytest.mark.parametrize('config,field', [
     (dict(cls=am.EveryK, k=0), 'k'), (dict(cls=am.Windowed, interval=3, length=4), 'length'),
     (dict(cls=am.Geometric, growth=1.0), 'growth'), (dict(cls=am.Geometric, max_gap=0), 'max_gap'),
-    (dict(cls=am.Budget, target=0.0), 'target'), (dict(cls=am.Budget, min_gap=0), 'min_gap'),
+    (dict(cls=am.Budget, target=0.0), 'target'), (dict(cls=am.Budget, min_gap=1), 'min_gap'),
     (dict(cls=am.Budget, min_gap=5, max_gap=4), 'max_gap'),
     (dict(cls=am.EveryK, measure_fraction=0.0), 'measure_fraction'),
     (dict(cls=am.Budget, time_ema_decay=1.0), 'time_ema_decay'),
@@ -137,15 +137,15 @@ def test_budget_waits_for_timings():
 
 
 def test_untimed_warmup_ignores_first_costs_and_times_a_second_measurement():
-  # JAX compiles at the first measurement step (0) and the first plain step (2).
+  # JAX compiles at the first measurement step (0) and the first plain step (1).
   config = am.Budget(target=0.02, untimed_warmup=1)
   state, hits = am.init(config), []
   for k in range(400):
     m = am.should_measure(config, state, k)
-    seconds = 1.0 + (1.0 if m else 0.0) + (60.0 if k in (0, 2) else 0.0)
+    seconds = 1.0 + (1.0 if m else 0.0) + (60.0 if k in (0, 1) else 0.0)
     state = am.record(config, state, k, m, seconds)
     hits += [k] * m
-  assert hits[:2] == [0, 1]  # The warm-up measurement, then one that is timed.
+  assert hits[:2] == [0, 2]  # The warm-up measurement, then (min_gap 2) one that is timed.
   assert am.budget_gap(config, state) in (49, 50)  # ceil(1 s * 0.98 / (0.02 * 1 s))
   assert hits[2] - hits[1] in (49, 50)
   assert state.timed_measure_count == len(hits) - 1
@@ -160,9 +160,9 @@ def test_budget_measures_again_when_the_first_timed_measurement_is_lost():
   state, hits = am.init(config), []
   for k in range(200):
     m = am.should_measure(config, state, k)
-    state = am.record(config, state, k, m, None if k == 1 else 1.0 + m)  # eval after step 1
+    state = am.record(config, state, k, m, None if k == 2 else 1.0 + m)  # eval after step 2
     hits += [k] * m
-  assert hits[:3] == [0, 1, 1 + am.fallback_gap(config)] and am.fallback_gap(config) == 49
+  assert hits[:3] == [0, 2, 2 + am.fallback_gap(config)] and am.fallback_gap(config) == 49
   assert state.timed_measure_count >= 2
 
 
@@ -273,3 +273,20 @@ def test_timed_steps_are_measurements_their_successors_and_multiples():
     timed += [k] * am.is_timed(config, state, k, m)
     state = am.record(config, state, k, m, 1.0)
   assert timed == [0, 1, 7, 8, 10, 14, 15, 20, 21, 22, 28, 29]
+
+
+def test_plain_steps_are_timed_until_one_sample_survives_the_warmup():
+  """A window of N = 3 consecutive measurements, then the warm-up plain step (untimed, as
+  JAX compiles it): the next plain steps are timed until one plain time is recorded,
+  instead of waiting for step timing_every to learn the plain cost."""
+  config = am.Windowed(interval=20, length=3, target=0.1, untimed_warmup=1, timing_every=50)
+  state, timed, measured = am.init(config), [], []
+  for k in range(30):
+    m = am.should_measure(config, state, k)
+    timed += [k] * am.is_timed(config, state, k, m)
+    measured += [k] * m
+    state = am.record(config, state, k, m, (2.0 if m else 1.0) if timed[-1:] == [k] else None)
+  assert timed[:6] == [0, 1, 2, 3, 4, 27]  # step 3: warm-up plain; 4: the first timed one
+  assert state.plain_count >= 1
+  # extra 1 s per measurement (2 timed of 3), plain 1 s: G = ceil(3 * 1 * .9 / .1) = 27 > 20.
+  assert measured == [0, 1, 2, 27, 28, 29]

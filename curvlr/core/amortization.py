@@ -37,7 +37,8 @@ Schedules (steps are 0-based `global_step`s; nothing is measured before `start`)
   t. max_gap, when set, wins over the budget.
 
 Timing. Only some steps are timed (`is_timed`): every measurement step, the plain step
-right after one, and every `timing_every`-th step. Timing a step costs a device sync at
+right after one, every `timing_every`-th step, and every step until a first plain step
+has been timed. Timing a step costs a device sync at
 its start and end under asynchronous dispatch (JAX, CUDA), which is why not every step
 is timed: a per-step sync would itself cost a few percent. Plain-step statistics come
 from these samples; `overhead_fraction` extrapolates them to all recorded steps.
@@ -129,17 +130,20 @@ class Budget(_Schedule):
   Attributes:
     target: overhead fraction, in (0, 1). Default 0.02: 2% of the time budget, well
       inside the run-to-run noise of AlgoPerf timings.
-    min_gap: fewest steps between measurements, >= 1.
+    min_gap: fewest steps between measurements, >= 2: the plain step after each
+      measurement is timed, which keeps the plain-step estimate current. With gaps of
+      1 a slow plain sample could make measurements look free and the controller would
+      then measure every step, with no plain step left to correct the estimate.
     max_gap: most steps between measurements (None: no limit); wins over the budget.
   """
   target: float = 0.02
-  min_gap: int = 1
+  min_gap: int = 2
   max_gap: Optional[int] = None
 
   def __post_init__(self):
     super().__post_init__()
     guards.check(self, 'target', lambda v: 0 < v < 1, 'in (0, 1)')
-    guards.check(self, 'min_gap', lambda v: v >= 1, '>= 1')
+    guards.check(self, 'min_gap', lambda v: v >= 2, '>= 2')
     guards.check(self, 'max_gap', lambda v: v is None or v >= self.min_gap,
                  f'None or >= min_gap ({self.min_gap})')
 
@@ -216,7 +220,7 @@ def window_gap(config: Windowed, state: AmortState) -> int:
   extra = state.measure_seconds / state.timed_measure_count - plain
   if extra <= 0.0:
     return config.interval
-  return max(config.interval, math.ceil(
+  return max(config.interval, _ceil(
       config.length * extra * (1.0 - config.target) / (config.target * plain)))
 
 
@@ -247,12 +251,17 @@ def budget_gap(config: Budget, state: AmortState) -> Optional[int]:
     return config.min_gap
   if plain <= 0.0:
     return None  # Free plain steps: any extra cost is an infinite overhead.
-  return max(config.min_gap, math.ceil(extra * (1.0 - config.target) / (config.target * plain)))
+  return max(config.min_gap, _ceil(extra * (1.0 - config.target) / (config.target * plain)))
 
 
 def fallback_gap(config: Budget) -> int:
   """The budget's gap for a measurement that costs one plain step: ceil((1 - t) / t)."""
-  return math.ceil((1.0 - config.target) / config.target - 1e-9)
+  return _ceil((1.0 - config.target) / config.target)
+
+
+def _ceil(steps: float) -> int:
+  """ceil, tolerant of rounding: (1 - 0.1) / 0.1 = 9.000000000000002 is 9 steps."""
+  return math.ceil(steps - 1e-9)
 
 
 def _budget_due(config: Budget, state: AmortState, step: int) -> bool:
@@ -290,8 +299,10 @@ def should_measure(config: Schedule, state: AmortState, step: int) -> bool:
 
 def is_timed(config: Schedule, state: AmortState, step: int, measuring: bool) -> bool:
   """Whether update `step` is timed (module docstring): a measurement step, the step right
-  after one, or a multiple of `timing_every`. Identical on every rank for equal inputs."""
-  return (measuring or step == state.last_measured_step + 1
+  after one, a multiple of `timing_every`, or any step while no plain step has been timed
+  yet (the untimed warm-up may have taken the step after the first measurement).
+  Identical on every rank for equal inputs."""
+  return (measuring or step == state.last_measured_step + 1 or state.plain_count == 0
           or step % config.timing_every == 0)
 
 

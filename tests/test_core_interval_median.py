@@ -66,6 +66,25 @@ def test_median_applied_after_last_window_step():
   assert (state.window_start, state.window, state.applied_count) == (-1, (), 1)
 
 
+def test_applied_median_is_bounded_like_cdat():
+  """Growth <= max_growth x max(held lr, lr at W) per window, <= lr_max, >= min_lr; an lr
+  that fell can grow back from the lr at W. (2.8e12 was applied once without it.)"""
+  config = im.IntervalMedianConfig(step_hint=1000, warmup_steps=100, interval=50, window=5,
+                                   lr_max=0.05, max_growth=4.0, min_lr=1e-6)
+  at_w = im.warmup_end_lr(config)
+  state = feed(config, im.init(config), 100, [2.8e12] * 5)
+  assert state.lr == pytest.approx(4 * at_w) and state.last_median == 2.8e12
+  state = feed(config, state, 150, [2.8e12] * 5)
+  assert state.lr == pytest.approx(min(16 * at_w, 0.05))
+  state = feed(config, state, 200, [1e-9] * 5)
+  assert state.lr == 1e-6  # the floor
+  state = feed(config, state, 250, [1.0] * 5)
+  assert state.lr == pytest.approx(4 * at_w)  # growth from the lr at W, not from 1e-6
+  for start in (300, 350):
+    state = feed(config, state, start, [1.0] * 5)
+  assert state.lr == 0.05  # 4 x 4 x 6.8e-3 capped
+
+
 def test_even_window_uses_midpoint():
   config = im.IntervalMedianConfig(step_hint=1000, warmup_steps=100, interval=50, window=4)
   state = feed(config, im.init(config), 100, [4e-3, 1e-3, 3e-3, 2e-3])
@@ -141,7 +160,8 @@ def test_from_step_hint_defaults():
 @pytest.mark.parametrize('kwargs,field', [
     (dict(step_hint=0), 'step_hint'), (dict(warmup_steps=-1), 'warmup_steps'),
     (dict(window=0), 'window'), (dict(interval=4), 'interval'),
-    (dict(min_valid_fraction=0.0), 'min_valid_fraction')])
+    (dict(min_valid_fraction=0.0), 'min_valid_fraction'), (dict(lr_max=0.0), 'lr_max'),
+    (dict(max_growth=0.5), 'max_growth'), (dict(min_lr=1.0), 'min_lr')])
 def test_config_validation_names_the_field(kwargs, field):
   args = dict(step_hint=1000, warmup_steps=100, interval=50, window=5) | kwargs
   with pytest.raises(ValueError, match=f'IntervalMedianConfig.{field} = '):

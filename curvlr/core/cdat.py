@@ -24,7 +24,8 @@ Choices (documented, tested):
 - Negative curvature: |u^T H u| (paper, Appendix C).
 - Non-finite g.u or u^T H u (NaN, inf): the measurement is dropped, the state is
   unchanged apart from `rejected_count`, and lr is kept.
-- Bounded steps: lr_t = clip(ratio, min_lr, min(lr_max, max_growth * max(lr_{t-1}, lr_init))).
+- Bounded steps (`guards.bounded_lr`, shared with the interval-median):
+  lr_t = clip(ratio, min_lr, min(lr_max, max_growth * max(lr_{t-1}, lr_init))).
   The thesis saw a 1e14 ratio on its first measurement (seed 003 4.4.5), where NAdamW's
   first direction is ~sign(g); the growth cap turns such a value into 2 * lr_init. The
   growth reference is never below lr_init, so an lr that fell towards 0 can recover.
@@ -149,8 +150,8 @@ def update(config: CDATConfig, state: CDATState, g_dot_u, u_h_u, steps: int = 1)
   ratio = raw_lr(config, state)
   if ratio is None:
     return state
-  upper = min(config.lr_max, config.max_growth * max(state.lr, config.lr_init))
-  return state._replace(lr=max(config.min_lr, min(ratio, upper)))
+  return state._replace(lr=guards.bounded_lr(ratio, state.lr, config.lr_init, config.lr_max,
+                                             config.max_growth, config.min_lr))
 
 
 def cdat_lr(config: CDATConfig, state: CDATState) -> float:

@@ -15,6 +15,19 @@ def is_finite(*values: float) -> bool:
   return all(math.isfinite(v) for v in values)
 
 
+def bounded_lr(proposal: float, previous: float, reference: float, lr_max: float,
+               max_growth: float, min_lr: float) -> float:
+  """The step-size guard both curvature rules share (absolute lrs):
+
+      clip(proposal, min_lr, min(lr_max, max_growth * max(previous, reference)))
+
+  `previous` is the lr in use, `reference` the rule's starting lr; the growth reference
+  is never below it, so an lr that fell towards 0 can recover. `proposal` must be finite.
+  """
+  upper = min(lr_max, max_growth * max(previous, reference))
+  return max(min_lr, min(proposal, upper))
+
+
 def check(config: Any, field: str, ok: Callable[[Any], bool], requirement: str) -> None:
   """Raises ValueError naming the config class, the field and its value unless ok(value)."""
   value = getattr(config, field)

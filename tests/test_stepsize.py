@@ -1,17 +1,19 @@
 """Curvature step-size submissions: policy logic, PyTorch/JAX parity, checkpoints, 2 devices."""
+import copy
 import dataclasses
 import json
 import math
 import pickle
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
 
 from curvlr import spec
 from curvlr.core import amortization, cdat, defaults, interval_median, policy as P
-from curvlr.jax import sharding, stepsize as jax_stepsize
+from curvlr.jax import sharding, stepsize as jax_stepsize, train_step as train_step_jax
 from curvlr.pytorch import curvature, stepsize as torch_stepsize
 from curvlr.workloads import get_workload
 from test_parity import torch_to_jax
@@ -203,6 +205,95 @@ def test_two_batch_measurement_matches_direct_computation(setup):
   assert row['gd_1'] == pytest.approx(gd_1, rel=1e-4)
   assert row['dGd_1'] == pytest.approx(float(fd.quad), rel=5e-3)
   assert row['gd_2'] < 0 < row['dGd_2']  # d is a descent direction for its own half
+
+
+HP_DROPOUT = dataclasses.replace(defaults.HPARAMS, dropout_rate=0.3)
+MEDIAN_BOTH = dataclasses.replace(MEDIAN_SMALL, biased_diagnostics=True)
+
+
+def _dot(a, b):
+  return sum(float((x * y).sum()) for x, y in zip(a, b))
+
+
+def test_torch_rng_rule_two_batch_with_dropout(setup):
+  """The RNG rule: each half's JVP draws its gradient pass's masks, and the halves draw
+  different ones, so g_k.d from the JVPs equals the gradients' g_k.d exactly."""
+  wt, _, batches = setup
+  torch.manual_seed(0)
+  model, _ = wt.init_model_fn(np.array([0, 0]))
+  opt_state = torch_stepsize.init_optimizer_state(model, MEDIAN_BOTH, HP_DROPOUT)
+  for step in range(2):
+    opt_state, model, _ = torch_stepsize.update_params(
+        HP_DROPOUT, wt, model, None, _torch_batch(batches[step]), None, opt_state, step, [])
+  batch = _torch_batch(batches[2])
+  halves = [{k: v[0::2] for k, v in batch.items()}, {k: v[1::2] for k, v in batch.items()}]
+  params = list(model.parameters())
+
+  def grad(part):
+    logits = wt.model_fn(model, part, None, spec.ForwardPassMode.TRAIN, None,
+                         update_batch_norm=False, dropout_rate=HP_DROPOUT.dropout_rate)[0]
+    loss = wt.loss_fn(part['targets'], logits, part['weights'])['summed']
+    return torch.autograd.grad(loss / len(part['targets']), params)
+
+  torch.manual_seed(123)
+  g_1, g_2 = grad(halves[0]), grad(halves[1])
+  d = opt_state['optimizer'].direction(grads=list(g_2))
+  assert _dot(g_1, d) != pytest.approx(_dot(grad(halves[0]), d), rel=1e-3)  # masks matter
+  wt.metrics_logger = Recorder()
+  torch.manual_seed(123)
+  torch_stepsize.update_params(HP_DROPOUT, wt, model, None, batch, None, opt_state, 2, [])
+  row = wt.metrics_logger.measurements()[0][1]
+  assert row['gd_1'] == pytest.approx(_dot(g_1, d), rel=1e-4)
+  assert row['gd_2'] == pytest.approx(_dot(g_2, d), rel=1e-4)
+
+
+def test_torch_rng_rule_cdat_measurement_replays_the_training_masks(setup):
+  """CDAT's curvature pass draws the training pass's dropout masks (g.u from the JVP =
+  the gradient's g.u), and later steps draw as if it had not run."""
+  wt, _, batches = setup
+  policies = {'cdat': P.CDATPolicy(schedule=amortization.EveryK(k=1)),
+              'never': P.CDATPolicy(schedule=amortization.EveryK(k=1, start=10 ** 9))}
+  batch, draws = _torch_batch(batches[0]), {}
+  for name, policy in policies.items():
+    torch.manual_seed(0)
+    model, _ = wt.init_model_fn(np.array([0, 0]))
+    opt_state = torch_stepsize.init_optimizer_state(model, policy, HP_DROPOUT)
+    if name == 'cdat':
+      torch.manual_seed(7)
+      logits = wt.model_fn(model, batch, None, spec.ForwardPassMode.TRAIN, None,
+                           update_batch_norm=False, dropout_rate=HP_DROPOUT.dropout_rate)[0]
+      loss = wt.loss_fn(batch['targets'], logits, batch['weights'])['summed']
+      g = torch.autograd.grad(loss / len(batch['targets']), list(model.parameters()))
+      u = copy.deepcopy(opt_state['optimizer']).direction(grads=list(g))
+    wt.metrics_logger = Recorder()
+    torch.manual_seed(7)
+    torch_stepsize.update_params(HP_DROPOUT, wt, model, None, batch, None, opt_state, 0, [])
+    draws[name] = torch.rand(4)
+    if name == 'cdat':
+      assert wt.metrics_logger.measurements()[0][1]['g_dot_u'] == pytest.approx(
+          _dot(g, u), rel=1e-4)
+  torch.testing.assert_close(draws['cdat'], draws['never'])
+
+
+def test_jax_rng_rule_two_batch_with_dropout(setup):
+  """Half k uses fold_in(rng, k) for its gradient pass and its JVP: the measured g_k.d
+  equal the gradients' g_k.d, with independent masks for the two halves."""
+  _, wj, batches = setup
+  params, _ = wj.init_model_fn(jax.random.PRNGKey(0))
+  opt_state, update_fn = jax_stepsize.init_optimizer_state(wj, MEDIAN_BOTH, HP_DROPOUT)
+  batch, rng = jax.device_put(batches[2]), jax.random.PRNGKey(5)
+  out = jax_stepsize._two_batch_step(  # pylint: disable=protected-access
+      wj, HP_DROPOUT, update_fn, True, None, opt_state['nadam'], params, batch, rng)
+  gd_1, _, gd_2, _ = np.asarray(out[-1], np.float64)
+  half = jax_stepsize._half  # pylint: disable=protected-access
+  grads = [train_step_jax.loss_grad_and_count(
+      wj, params, None, half(batch, k), jax.random.fold_in(rng, k), HP_DROPOUT.dropout_rate,
+      HP_DROPOUT.label_smoothing)[1] for k in (0, 1)]
+  d, _ = update_fn(grads[1], opt_state['nadam'], params)
+  vdot = lambda a, b: float(sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a),
+                                                                jax.tree.leaves(b))))
+  assert gd_1 == pytest.approx(vdot(grads[0], d), rel=1e-4)
+  assert gd_2 == pytest.approx(vdot(grads[1], d), rel=1e-4)
 
 
 def test_torch_checkpoint_mid_window_resumes_identically(setup):

@@ -8,6 +8,10 @@ examples at even and odd positions, as in PyTorch: with an even number per devic
 are local to every device and independent of the device count. A CDAT sub-batch takes
 the first rows of every device's shard (no data moves; it depends on the device count).
 
+Dropout follows the RNG rule of `curvlr/pytorch/stepsize.py`: CDAT's curvature pass
+uses the step's `rng`, as its gradient pass does; half k of a two-batch step uses
+`fold_in(rng, k)` for its gradient pass and its JVP.
+
 Plain steps are one jitted call with the held lr. Only the steps the schedule times
 (`amortization.is_timed`: measurement steps, the step after each, every 50th) wait for
 the device before the clock is read, so that their times are the device's, not
@@ -94,16 +98,17 @@ def _two_batch_step(workload, hparams, update_fn, both_halves, model_state, opt_
   """-> (new_opt_state, u, new_model_state, loss, grad_norm, (gd_1, dGd_1, gd_2, dGd_2));
   gd_2 and dGd_2 are NaN unless `both_halves`."""
   halves = (_half(batch, 0), _half(batch, 1))
+  rngs = (jax.random.fold_in(rng, 0), jax.random.fold_in(rng, 1))  # the RNG rule
   (loss_1, n_1, _), grads_1 = train_step.loss_grad_and_count(
-      workload, params, model_state, halves[0], rng, hparams.dropout_rate,
+      workload, params, model_state, halves[0], rngs[0], hparams.dropout_rate,
       hparams.label_smoothing)
   (loss_2, n_2, new_model_state), grads_2 = train_step.loss_grad_and_count(
-      workload, params, model_state, halves[1], rng, hparams.dropout_rate,
+      workload, params, model_state, halves[1], rngs[1], hparams.dropout_rate,
       hparams.label_smoothing)
   d, _ = update_fn(grads_2, opt_state, params)  # Look-ahead: the state is discarded.
-  s1 = _sums(workload, hparams, 'ggn', model_state, params, d, halves[0], rng)
+  s1 = _sums(workload, hparams, 'ggn', model_state, params, d, halves[0], rngs[0])
   if both_halves:
-    s2 = _sums(workload, hparams, 'ggn', model_state, params, d, halves[1], rng)
+    s2 = _sums(workload, hparams, 'ggn', model_state, params, d, halves[1], rngs[1])
     second = [s2.gu, s2.quad]
   else:
     second = [jnp.full_like(s1.gu, jnp.nan)] * 2

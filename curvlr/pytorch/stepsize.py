@@ -18,6 +18,14 @@ computes the reduced scalars they read:
   when `MedianPolicy.measures_both_halves`, else its scalars are NaN.
 Every rank all-reduces the sums before dividing, so all ranks feed identical scalars
 to the policy and take identical decisions.
+
+RNG rule (both frameworks): a curvature pass draws the dropout masks of the gradient
+pass whose examples it measures, so that g and G belong to one stochastic loss; the two
+halves of a two-batch step draw independent masks (independence is what the debiasing
+relies on). Here the global generators' states at the start of a gradient pass are
+saved and restored before its curvature pass (`_rng_state`); the halves' passes run one
+after the other and so draw different masks. JAX derives the same from its `rng` key.
+Masks match only where the shapes do: a CDAT sub-batch draws its own.
 """
 import math
 import time
@@ -89,8 +97,24 @@ def _sums(workload, model, model_state, batch, rng, direction, curvature_kind: s
   return curvature.all_reduce_sums(sums).mean()
 
 
+def _rng_state():
+  """The global generators' states (CPU, and every CUDA device's when present)."""
+  return torch.get_rng_state(), (torch.cuda.get_rng_state_all() if torch.cuda.is_available()
+                                 else None)
+
+
+def _set_rng_state(saved) -> None:
+  cpu, cuda = saved
+  torch.set_rng_state(cpu)
+  if cuda is not None:
+    torch.cuda.set_rng_state_all(cuda)
+
+
 def _measure_direction(workload, model, model_state, batch, rng, direction,
-                       policy: policy_lib.CDATPolicy, hparams) -> policy_lib.Measurement:
+                       policy: policy_lib.CDATPolicy, hparams,
+                       rng_state) -> policy_lib.Measurement:
+  """g.u and u^T M u; `rng_state` from the start of the gradient pass (the RNG rule)."""
+  _set_rng_state(rng_state)
   fraction = policy.schedule.measure_fraction
   if fraction < 1.0:
     batch = curvature.sub_batch(batch, max(1, math.ceil(fraction * _local_size(batch))))
@@ -108,18 +132,24 @@ def _two_batch_step(workload, model, model_state, batch, rng, optimizer: NAdamW,
     raise ValueError(f'Two-batch measurement needs an even number (>= 2) of examples per '
                      f'rank, got {size}.')
   halves = (_slice(batch, slice(0, None, 2)), _slice(batch, slice(1, None, 2)))
-  losses, counts, grads = [], [], []
+  losses, counts, grads, rng_states = [], [], [], []
   for part in halves:
+    rng_states.append(_rng_state())
     loss, count, model_state = train_step.loss_grad_and_count(
         workload, model, model_state, part, rng, dropout_rate=hparams.dropout_rate,
         label_smoothing=hparams.label_smoothing)
     losses.append(loss)
     counts.append(float(count))
     grads.append([p.grad.clone() for p in model.parameters()])
+  after = _rng_state()
   d = optimizer.direction(grads=grads[1])
+  _set_rng_state(rng_states[0])
   s1 = _sums(workload, model, model_state, halves[0], rng, d, 'ggn', hparams)
-  s2 = (_sums(workload, model, model_state, halves[1], rng, d, 'ggn', hparams) if both_halves
-        else None)
+  s2 = None
+  if both_halves:
+    _set_rng_state(rng_states[1])
+    s2 = _sums(workload, model, model_state, halves[1], rng, d, 'ggn', hparams)
+  _set_rng_state(after)  # later steps draw as if no curvature pass had run
   w1, w2 = counts[0] / sum(counts), counts[1] / sum(counts)
   with torch.no_grad():
     for p, g1, g2 in zip(model.parameters(), *grads):
@@ -151,12 +181,15 @@ def update_params(hparams: NAdamWHParams, workload, model, model_state, batch, r
         policy.measures_both_halves)
     u = optimizer.direction()
   else:
+    rng_state = _rng_state()
     loss, model_state = train_step.loss_and_grad(
         workload, model, model_state, batch, rng, dropout_rate=hparams.dropout_rate,
         label_smoothing=hparams.label_smoothing)
+    after = _rng_state()
     u = optimizer.direction()
     measurement = _measure_direction(workload, model, model_state, batch, rng, u, policy,
-                                     hparams)
+                                     hparams, rng_state)
+    _set_rng_state(after)
   if measurement is not None:
     state = policy_lib.observe(policy, state, global_step, measurement)
   lr = policy_lib.learning_rate(policy, state, global_step)

@@ -93,7 +93,7 @@ def _nadamw_stepper(workload, model):
 
 
 def _cdat_stepper(workload, model, policy):
-  opt = stepsize.init_optimizer_state(model, policy, defaults.HPARAMS)
+  opt = stepsize.init_optimizer_state(workload, model, policy, defaults.HPARAMS)
 
   def step(batch, global_step, eval_results):
     stepsize.update_params(defaults.HPARAMS, workload, model, None, batch,

@@ -108,7 +108,7 @@ def _policy_only(fw):
   policy = dataclasses.replace(defaults.CDAT_POLICY, schedule=dataclasses.replace(
       defaults.CDAT_POLICY.schedule, start=NEVER))
   if fw == 'pytorch':
-    init = lambda workload, params, *_: stepsize.init_optimizer_state(params, policy, hparams)
+    init = lambda workload, params, *_: stepsize.init_optimizer_state(workload, params, policy, hparams)
     update = lambda workload, current_param_container, model_state, batch, optimizer_state, \
         eval_results, global_step, rng, **_: stepsize.update_params(
             hparams, workload, current_param_container, model_state, batch, rng,

@@ -135,7 +135,7 @@ def _run_torch(wt, policy, batches, steps, model=None, opt_state=None, start=0):
   if model is None:
     torch.manual_seed(0)
     model, _ = wt.init_model_fn(np.array([0, 0]))
-    opt_state = torch_stepsize.init_optimizer_state(model, policy, HP)
+    opt_state = torch_stepsize.init_optimizer_state(wt, model, policy, HP)
   wt.metrics_logger = Recorder()
   for step in range(start, steps):
     opt_state, model, _ = torch_stepsize.update_params(
@@ -178,7 +178,7 @@ def test_two_batch_measurement_matches_direct_computation(setup):
   torch.manual_seed(0)
   model, _ = wt.init_model_fn(np.array([0, 0]))
   policy = dataclasses.replace(MEDIAN_SMALL, biased_diagnostics=True)  # half 2 measured too
-  opt_state = torch_stepsize.init_optimizer_state(model, policy, HP)
+  opt_state = torch_stepsize.init_optimizer_state(wt, model, policy, HP)
   for step in range(2):  # baseline warm-up steps fill the NAdamW moments
     opt_state, model, _ = torch_stepsize.update_params(
         HP, wt, model, None, _torch_batch(batches[step]), None, opt_state, step, [])
@@ -221,7 +221,7 @@ def test_torch_rng_rule_two_batch_with_dropout(setup):
   wt, _, batches = setup
   torch.manual_seed(0)
   model, _ = wt.init_model_fn(np.array([0, 0]))
-  opt_state = torch_stepsize.init_optimizer_state(model, MEDIAN_BOTH, HP_DROPOUT)
+  opt_state = torch_stepsize.init_optimizer_state(wt, model, MEDIAN_BOTH, HP_DROPOUT)
   for step in range(2):
     opt_state, model, _ = torch_stepsize.update_params(
         HP_DROPOUT, wt, model, None, _torch_batch(batches[step]), None, opt_state, step, [])
@@ -257,7 +257,7 @@ def test_torch_rng_rule_cdat_measurement_replays_the_training_masks(setup):
   for name, policy in policies.items():
     torch.manual_seed(0)
     model, _ = wt.init_model_fn(np.array([0, 0]))
-    opt_state = torch_stepsize.init_optimizer_state(model, policy, HP_DROPOUT)
+    opt_state = torch_stepsize.init_optimizer_state(wt, model, policy, HP_DROPOUT)
     if name == 'cdat':
       torch.manual_seed(7)
       logits = wt.model_fn(model, batch, None, spec.ForwardPassMode.TRAIN, None,
@@ -304,7 +304,7 @@ def test_torch_checkpoint_mid_window_resumes_identically(setup):
   torch.manual_seed(1)
   model_b, _ = wt.init_model_fn(np.array([1, 1]))
   model_b.load_state_dict(model_a.state_dict())
-  state_b = torch_stepsize.init_optimizer_state(model_b, MEDIAN_SMALL, HP)
+  state_b = torch_stepsize.init_optimizer_state(wt, model_b, MEDIAN_SMALL, HP)
   for k, v in pickle.loads(saved).items():
     state_b[k].load_state_dict(v)
   model_b, state_b, rows_b = _run_torch(wt, MEDIAN_SMALL, batches, 8, model_b, state_b, start=4)
@@ -348,7 +348,7 @@ def test_budget_controller_keeps_real_overhead_near_target(setup):
   policy = P.CDATPolicy(schedule=amortization.Budget(target=target, untimed_warmup=1))
   torch.manual_seed(0)
   model, _ = wt.init_model_fn(np.array([0, 0]))
-  opt_state = torch_stepsize.init_optimizer_state(model, policy, HP)
+  opt_state = torch_stepsize.init_optimizer_state(wt, model, policy, HP)
   wt.metrics_logger = None
   for step in range(160):
     opt_state, model, _ = torch_stepsize.update_params(

@@ -20,10 +20,11 @@ State is plain data (`to_dict` / `restore` round-trip through JSON).
 """
 import dataclasses
 import json
+import logging
 import math
 from typing import Callable, NamedTuple, Optional, Union
 
-from curvlr.core import amortization, cdat, guards, interval_median
+from curvlr.core import amortization, cdat, guards, interval_median, workload_support
 
 CURVATURES = ('ggn', 'hessian')
 
@@ -165,6 +166,16 @@ def start_step(policy: Policy, state: PolicyState, step: int, evals: int,
 def should_measure(policy: Policy, state: PolicyState, step: int) -> bool:
   """Whether update `step` measures curvature (identical on all ranks for equal inputs)."""
   return amortization.should_measure(policy.schedule, state.timing, step)
+
+
+def check_workload(policy: Policy, workload) -> workload_support.Support:
+  """What `policy` uses on `workload` (logged when special); raises
+  workload_support.UnsupportedWorkload where it cannot run (call at init)."""
+  row = workload_support.check(workload, two_batch=isinstance(policy, MedianPolicy),
+                               sub_batch=policy.schedule.measure_fraction < 1.0)
+  if row.note:
+    logging.info('curvlr: %s.', row.note)
+  return row
 
 
 def needs_reduced_times(policy: Policy) -> bool:

@@ -31,7 +31,7 @@ import numpy as np
 
 from curvlr import spec
 from curvlr.core import policy as policy_lib
-from curvlr.core import scalar_log
+from curvlr.core import scalar_log, workload_support
 from curvlr.core.schedules import NAdamWHParams
 from curvlr.jax import curvature, sharding, train_step
 from curvlr.jax.nadamw import nadamw_direction
@@ -46,6 +46,9 @@ def _decode(policy: policy_lib.Policy, data) -> policy_lib.PolicyState:
 
 
 def init_optimizer_state(workload, policy: policy_lib.Policy, hparams: NAdamWHParams):
+  """({'nadam', 'policy'}, update_fn); raises workload_support.UnsupportedWorkload where
+  the policy cannot run on `workload`."""
+  policy_lib.check_workload(policy, workload)
   tx = nadamw_direction(1.0 - hparams.one_minus_beta1, hparams.beta2, hparams.eps,
                         hparams.weight_decay)
   zeros = jax.tree.map(lambda s: jnp.zeros(s.shape_tuple), workload.param_shapes)
@@ -58,7 +61,7 @@ def _num_shards() -> int:
 
 
 def _per_device(batch) -> int:
-  return batch['targets'].shape[0] // _num_shards()
+  return workload_support.num_examples(batch) // _num_shards()
 
 
 def _sums(workload, hparams, curvature_kind, model_state, params, direction, batch, rng):
@@ -67,9 +70,10 @@ def _sums(workload, hparams, curvature_kind, model_state, params, direction, bat
     return workload.model_fn(p, batch, model_state, spec.ForwardPassMode.TRAIN, rng,
                              update_batch_norm=False, dropout_rate=hparams.dropout_rate)[0]
 
-  oracle = (curvature.ggn_quadratic_form if curvature_kind == 'ggn'
+  row = workload_support.support(workload)
+  oracle = (curvature.ggn_quadratic_form if row.curvature(curvature_kind) == 'ggn'
             else curvature.hessian_quadratic_form)
-  return oracle(apply_fn, params, direction, batch['targets'], workload.loss_type,
+  return oracle(apply_fn, params, direction, batch['targets'], row.loss,
                 mask=batch.get('weights'), label_smoothing=hparams.label_smoothing).mean()
 
 

@@ -34,7 +34,7 @@ import torch
 
 from curvlr import spec
 from curvlr.core import policy as policy_lib
-from curvlr.core import scalar_log
+from curvlr.core import scalar_log, workload_support
 from curvlr.core.schedules import NAdamWHParams
 from curvlr.pytorch import curvature, distributed, train_step
 from curvlr.pytorch.nadamw import NAdamW
@@ -55,8 +55,11 @@ class PolicyHolder:
     self.value = policy_lib.restore(self.policy, data)
 
 
-def init_optimizer_state(model_params, policy: policy_lib.Policy,
+def init_optimizer_state(workload, model_params, policy: policy_lib.Policy,
                          hparams: NAdamWHParams) -> dict:
+  """NAdamW and the policy state; raises workload_support.UnsupportedWorkload where the
+  policy cannot run on `workload`."""
+  policy_lib.check_workload(policy, workload)
   return {'optimizer': NAdamW(model_params.parameters(),
                               betas=(1.0 - hparams.one_minus_beta1, hparams.beta2),
                               eps=hparams.eps, weight_decay=hparams.weight_decay),
@@ -78,7 +81,7 @@ def _sync() -> None:
 
 
 def _local_size(batch) -> int:
-  return len(batch['targets'])
+  return workload_support.num_examples(batch)
 
 
 def _sums(workload, model, model_state, batch, rng, direction, curvature_kind: str,
@@ -90,9 +93,10 @@ def _sums(workload, model, model_state, batch, rng, direction, curvature_kind: s
     return workload.model_fn(module, batch, model_state, spec.ForwardPassMode.TRAIN, rng,
                              update_batch_norm=False, dropout_rate=hparams.dropout_rate)[0]
 
-  oracle = (curvature.ggn_quadratic_form if curvature_kind == 'ggn'
+  row = workload_support.support(workload)
+  oracle = (curvature.ggn_quadratic_form if row.curvature(curvature_kind) == 'ggn'
             else curvature.hessian_quadratic_form)
-  sums = oracle(forward_fn, module, direction, batch['targets'], workload.loss_type,
+  sums = oracle(forward_fn, module, direction, batch['targets'], row.loss,
                 mask=batch.get('weights'), label_smoothing=hparams.label_smoothing)
   return curvature.all_reduce_sums(sums).mean()
 

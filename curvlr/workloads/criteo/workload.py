@@ -44,6 +44,7 @@ def resolve_data_dir(cfg: config_lib.CriteoConfig, data_dir: Optional[str]) -> p
 
 class CriteoWorkloadBase(spec.Workload):
   """Shared properties and eval loop of the DLRM-small workloads (both frameworks)."""
+  algoperf_base = 'criteo1tb'  # for curvlr.core.workload_support
 
   def __init__(self, cfg: config_lib.CriteoConfig, data_dir: Optional[str] = None):
     self.cfg = cfg

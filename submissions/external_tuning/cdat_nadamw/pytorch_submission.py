@@ -11,8 +11,8 @@ def get_batch_size(workload_name):
 
 
 def init_optimizer_state(workload, model_params, model_state, hyperparameters, rng):
-  del workload, model_state, rng
-  return stepsize.init_optimizer_state(model_params, cdat_policy_from_hparams(hyperparameters),
+  del model_state, rng
+  return stepsize.init_optimizer_state(workload, model_params, cdat_policy_from_hparams(hyperparameters),
                                        HPARAMS)
 
 

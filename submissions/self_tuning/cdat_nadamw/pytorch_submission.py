@@ -15,8 +15,8 @@ def get_batch_size(workload_name):
 
 
 def init_optimizer_state(workload, model_params, model_state, hyperparameters, rng):
-  del workload, model_state, hyperparameters, rng
-  return stepsize.init_optimizer_state(model_params, CDAT_POLICY, HPARAMS)
+  del model_state, hyperparameters, rng
+  return stepsize.init_optimizer_state(workload, model_params, CDAT_POLICY, HPARAMS)
 
 
 def update_params(workload, current_param_container, current_params_types, model_state,

@@ -16,7 +16,7 @@ def get_batch_size(workload_name):
 
 def init_optimizer_state(workload, model_params, model_state, hyperparameters, rng):
   del model_state, hyperparameters, rng
-  return stepsize.init_optimizer_state(model_params, median_policy(workload.step_hint),
+  return stepsize.init_optimizer_state(workload, model_params, median_policy(workload.step_hint),
                                        HPARAMS)
 
 

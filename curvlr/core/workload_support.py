@@ -1,0 +1,137 @@
+"""What each AlgoPerf workload needs from a curvature submission: one table, framework-free.
+
+A self-tuning submission runs on every workload with one setting, so the drivers ask
+here, not `workload.loss_type`, which loss the curvature oracle differentiates, which
+curvature is meaningful for it, how to count and split a batch, and whether a rule can
+run at all. `check` is called by `init_optimizer_state`: what cannot run fails there,
+with the reason, never at the first measurement step.
+
+| base | oracle loss | curvature | batch | two-batch split |
+|---|---|---|---|---|
+| criteo1tb, imagenet_*, wmt, mnist, cifar | the workload's | GGN | rows | rows |
+| ogbg | per-task sigmoid, (B, 128) mask | GGN | graphs | not supported |
+| fastmri | MAE | Hessian (GGN = 0) | rows | rows |
+| librispeech_* | CTC | exact output Hessian (indefinite) | sequences | not supported |
+
+Why:
+- ogbg's `loss_type` says SOFTMAX, but its loss is a sigmoid per task over 128 tasks
+  with a (B, 128) mask; its batches are graph tuples (AlgoPerf pads one graph per
+  device, so counts are odd) that cannot be split or sub-sampled by rows.
+- fastMRI's MAE has a zero output-space second derivative almost everywhere, so
+  u^T G u = 0 exactly and every GGN step size is undefined; the Hessian keeps the
+  network's own curvature (J's second derivative weighted by the loss gradient).
+- CTC is not convex in the logits: its output Hessian is indefinite (u^T M u = -2e9 was
+  measured on conformer). CDAT's rule takes |u^T M u| (the paper's negative-curvature
+  rule, `cdat.py`), which is defined; the interval-median's alpha would change sign, so
+  it is refused until a PSD surrogate (a per-frame softmax Fisher) exists.
+
+Workloads are recognised by their module (`algoperf.workloads.<base>....`, variants
+included), by an `algoperf_base` attribute (test doubles, third-party workloads), or,
+failing both, treated as a generic row-batched workload with its own `loss_type`.
+"""
+import dataclasses
+import re
+from typing import Any, Optional
+
+from curvlr import spec
+
+BASES = ('criteo1tb', 'fastmri', 'imagenet_resnet', 'imagenet_vit', 'librispeech_conformer',
+         'librispeech_deepspeech', 'ogbg', 'wmt', 'mnist', 'cifar')
+L = spec.LossType
+
+
+class UnsupportedWorkload(ValueError):
+  """A curvature rule cannot run on this workload (raised at init_optimizer_state)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Support:
+  """What a curvature submission uses on one workload.
+
+  Attributes:
+    base: AlgoPerf base workload name, or 'generic'.
+    loss: the loss the curvature oracle differentiates (`spec.LossType`).
+    zero_ggn: the loss's output-space Hessian is 0, so the GGN is 0: use the Hessian.
+    indefinite_ggn: the oracle's "GGN" is not PSD (its output Hessian is indefinite).
+    row_split: batches split into halves and sub-batches by rows (leading axis).
+    note: one line for the logs on what is used and why; '' when nothing is special.
+  """
+  base: str
+  loss: Any
+  zero_ggn: bool = False
+  indefinite_ggn: bool = False
+  row_split: bool = True
+  note: str = ''
+
+  def curvature(self, requested: str) -> str:
+    """The curvature to measure when a rule asks for `requested` ('ggn' or 'hessian')."""
+    return 'hessian' if self.zero_ggn else requested
+
+
+_SPECIAL = {
+    'ogbg': dict(loss=L.SIGMOID_CROSS_ENTROPY, row_split=False,
+                 note='ogbg: per-task sigmoid loss over 128 tasks with its (B, 128) mask '
+                      '(its loss_type says SOFTMAX)'),
+    'fastmri': dict(loss=L.MEAN_ABSOLUTE_ERROR, zero_ggn=True,
+                    note='fastmri: MAE has a zero GGN; the Hessian is measured instead'),
+    'librispeech_conformer': dict(loss=L.CTC_LOSS, indefinite_ggn=True, row_split=False,
+                                  note='librispeech: the CTC output Hessian is indefinite; '
+                                       'CDAT uses |u^T M u|'),
+}
+_SPECIAL['librispeech_deepspeech'] = _SPECIAL['librispeech_conformer']
+_MODULE = re.compile(r'(?:^|\.)workloads\.(' + '|'.join(BASES) + r')(?:\.|$)')
+
+
+def base_name(workload) -> Optional[str]:
+  """The AlgoPerf base workload of `workload` (an instance), None when unknown."""
+  explicit = getattr(workload, 'algoperf_base', None)
+  if explicit is not None:
+    if explicit not in BASES:
+      raise ValueError(f'algoperf_base = {explicit!r}: must be one of {BASES}.')
+    return explicit
+  for cls in type(workload).__mro__:
+    match = _MODULE.search(cls.__module__)
+    if match:
+      return match.group(1)
+  return None
+
+
+def support(workload) -> Support:
+  """The table row for `workload` (module docstring)."""
+  base = base_name(workload)
+  if base in _SPECIAL:
+    return Support(base=base, **_SPECIAL[base])
+  return Support(base=base or 'generic', loss=workload.loss_type)
+
+
+def check(workload, two_batch: bool, sub_batch: bool) -> Support:
+  """`support(workload)`, or UnsupportedWorkload when the rule cannot run there.
+
+  two_batch: the rule splits batches into halves (the interval-median).
+  sub_batch: the rule measures on a sub-batch of rows (measure_fraction < 1).
+  """
+  row = support(workload)
+  if sub_batch and not row.row_split:
+    raise UnsupportedWorkload(
+        f'{row.base} batches cannot be sub-sampled by rows: measure on the whole batch '
+        '(measure_fraction = 1).')
+  if two_batch and row.indefinite_ggn:
+    raise UnsupportedWorkload(
+        f'The interval-median cannot run on {row.base}: the CTC output Hessian is '
+        'indefinite, so alpha = -g.d / (d^T M d) changes sign with the curvature. Use '
+        'cdat_nadamw (|u^T M u|) or the NAdamW baseline there.')
+  if two_batch and not row.row_split:
+    raise UnsupportedWorkload(
+        f'The interval-median cannot run on {row.base}: its batches cannot be split into '
+        'halves by rows (graph batches). Use cdat_nadamw or the NAdamW baseline there.')
+  return row
+
+
+def num_examples(batch) -> int:
+  """Examples in a batch dict of any structure: the leading size of its targets (the
+  first array of tuple targets, e.g. CTC's (labels, paddings)); for a graph batch the
+  number of graphs, padding graphs included."""
+  targets = batch['targets']
+  while isinstance(targets, (tuple, list)):
+    targets = targets[0]
+  return int(targets.shape[0])

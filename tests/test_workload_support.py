@@ -1,0 +1,79 @@
+"""curvlr.core.workload_support: the workload table, init-time refusals, batch counting."""
+import types
+
+import numpy as np
+import pytest
+
+from curvlr import spec
+from curvlr.core import defaults, policy as P
+from curvlr.core import workload_support as ws
+
+
+def _workload(module, loss_type=spec.LossType.SOFTMAX_CROSS_ENTROPY, **attrs):
+  cls = type('W', (), {'__module__': module, 'loss_type': loss_type, **attrs})
+  return cls()
+
+
+@pytest.mark.parametrize('module,base', [
+    ('algoperf.workloads.ogbg.ogbg_jax.workload', 'ogbg'),
+    ('algoperf.workloads.fastmri.fastmri_pytorch.workload', 'fastmri'),
+    ('algoperf.workloads.librispeech_deepspeech.librispeech_jax.workload',
+     'librispeech_deepspeech'),
+    ('algoperf.workloads.criteo1tb.criteo1tb_jax.workload', 'criteo1tb'),
+    ('algorithmic_efficiency.workloads.wmt.wmt_pytorch.workload', 'wmt'),
+    ('my.own.workload', None)])
+def test_base_name_from_the_module(module, base):
+  assert ws.base_name(_workload(module)) == base
+
+
+def test_subclass_keeps_its_own_base():
+  """AlgoPerf's deepspeech classes subclass the conformer ones: the most derived wins."""
+  conformer = type('C', (), {'__module__': 'algoperf.workloads.librispeech_conformer.x'})
+  deepspeech = type('D', (conformer,), {'__module__': 'algoperf.workloads.librispeech_deepspeech.y'})
+  assert ws.base_name(deepspeech()) == 'librispeech_deepspeech'
+  variant = type('V', (deepspeech,), {'__module__': 'tests.somewhere'})
+  assert ws.base_name(variant()) == 'librispeech_deepspeech'
+
+
+def test_explicit_base_and_bad_base():
+  assert ws.base_name(_workload('x', algoperf_base='fastmri')) == 'fastmri'
+  with pytest.raises(ValueError, match='algoperf_base'):
+    ws.base_name(_workload('x', algoperf_base='imagenet'))
+
+
+def test_table_rows():
+  ogbg = ws.support(_workload('algoperf.workloads.ogbg.ogbg_jax.workload'))
+  assert ogbg.loss == spec.LossType.SIGMOID_CROSS_ENTROPY and not ogbg.row_split
+  mri = ws.support(_workload('algoperf.workloads.fastmri.w', spec.LossType.MEAN_ABSOLUTE_ERROR))
+  assert mri.curvature('ggn') == 'hessian' and mri.curvature('hessian') == 'hessian'
+  criteo = ws.support(_workload('my.criteo', spec.LossType.SIGMOID_CROSS_ENTROPY,
+                                algoperf_base='criteo1tb'))
+  assert (criteo.base, criteo.loss, criteo.curvature('ggn'), criteo.note) == (
+      'criteo1tb', spec.LossType.SIGMOID_CROSS_ENTROPY, 'ggn', '')
+  generic = ws.support(_workload('my.own', spec.LossType.MEAN_SQUARED_ERROR))
+  assert (generic.base, generic.loss) == ('generic', spec.LossType.MEAN_SQUARED_ERROR)
+
+
+@pytest.mark.parametrize('module,match', [
+    ('algoperf.workloads.ogbg.ogbg_pytorch.workload', 'graph batches'),
+    ('algoperf.workloads.librispeech_conformer.w', 'indefinite')])
+def test_median_refused_at_init_where_it_cannot_run(module, match):
+  median = defaults.median_policy(1000)
+  with pytest.raises(ws.UnsupportedWorkload, match=match):
+    P.check_workload(median, _workload(module))
+  assert P.check_workload(defaults.CDAT_POLICY, _workload(module)).base in module
+
+
+def test_sub_batch_refused_on_graphs():
+  import dataclasses
+  policy = dataclasses.replace(defaults.CDAT_POLICY, schedule=dataclasses.replace(
+      defaults.CDAT_POLICY.schedule, measure_fraction=0.5))
+  with pytest.raises(ws.UnsupportedWorkload, match='measure_fraction'):
+    P.check_workload(policy, _workload('algoperf.workloads.ogbg.w'))
+
+
+def test_num_examples_of_every_batch_structure():
+  assert ws.num_examples({'targets': np.zeros(7)}) == 7
+  assert ws.num_examples({'targets': (np.zeros((4, 30)), np.ones((4, 30)))}) == 4  # CTC
+  graphs = types.SimpleNamespace(n_node=np.ones(9))  # a GraphsTuple-like input
+  assert ws.num_examples({'inputs': graphs, 'targets': np.zeros((9, 128))}) == 9

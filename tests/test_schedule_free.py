@@ -197,8 +197,9 @@ def test_pytorch_and_jax_agree(monkeypatch, hp):
   assert max(_max_err(xs_t[k], xs_j[k]) for k in xs_t) < PARITY_TOL
 
 
-_OPTAX_SF = pytest.mark.skipif(not hasattr(optax.contrib, 'schedule_free'),
-                               reason='optax < 0.2.4 (AlgoPerf pins 0.2.2) has no contrib.schedule_free*')
+_OPTAX_SF = pytest.mark.skipif(
+    not hasattr(optax.contrib, 'schedule_free'),
+    reason='optax < 0.2.4 (AlgoPerf pins 0.2.2) has no contrib.schedule_free*')
 
 
 def _optax_submission_optimizer(step_hint):

@@ -1,15 +1,17 @@
-# `make demo` and `make test` each install what they need into .venv first (idempotent).
+# `make demo` and `make test` each install what they need into .venv first (idempotent), JAX at
+# AlgoPerf's pins (requirements-algoperf-pins.txt), so the tests run on the scoring stack.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements-curvlinops.txt | cksum | cut -d' ' -f1)
+INPUTS := pyproject.toml requirements-algoperf-pins.txt requirements-curvlinops.txt
+STAMP := $(VENV)/.installed-$(shell cat $(INPUTS) | cksum | cut -d' ' -f1)
 
 .PHONY: install demo test bench clean
 
-$(STAMP): pyproject.toml requirements-curvlinops.txt
+$(STAMP): $(INPUTS)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[torch,jax,dev]'
+	$(BIN)/pip install -q -e '.[torch,jax,runner,dev]' -r requirements-algoperf-pins.txt
 	# curvlinops (comparison only) pulls torchvision and a CUDA torch: install it without dependencies.
 	$(BIN)/pip install -q --no-deps -r requirements-curvlinops.txt
 	rm -f $(VENV)/.installed-* && touch $@

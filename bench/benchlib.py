@@ -2,19 +2,34 @@
 
 Not a benchmark itself (no `bench_` prefix, so `make bench` does not run it).
 """
+import importlib.metadata
 import os
+import re
 import statistics
 import time
 
 YNN_FLAG = '--xla_cpu_experimental_ynn_fusion_type'
+YNN_FLAG_SINCE = (0, 8, 1)  # first jaxlib whose XLA knows YNN_FLAG
+
+
+def _jaxlib_version() -> tuple:
+  """(major, minor, patch) of the installed jaxlib, without importing jax; () if absent."""
+  try:
+    return tuple(int(p) for p in re.findall(r'\d+', importlib.metadata.version('jaxlib'))[:3])
+  except importlib.metadata.PackageNotFoundError:
+    return ()
 
 
 def use_fast_cpu_xla() -> None:
   """Turns jax's YNNPACK CPU fusions off (`YNN_FLAG=`, an empty list; 2-14% faster here,
   see bench/bench_curvature_cost.py) before jax is imported, unless XLA_FLAGS already
-  names the flag or JAX_PLATFORMS names accelerators only (the flag is a CPU one)."""
+  names the flag or JAX_PLATFORMS names accelerators only (the flag is a CPU one).
+  Version switch: XLA aborts on an unknown flag, and jaxlib < 0.8.1 (AlgoPerf pins 0.7.0)
+  has no YNNPACK fusions to turn off, so there the flag is left out."""
   platforms = os.environ.get('JAX_PLATFORMS', '')
   if YNN_FLAG in os.environ.get('XLA_FLAGS', '') or (platforms and 'cpu' not in platforms):
+    return
+  if _jaxlib_version() < YNN_FLAG_SINCE:
     return
   os.environ['XLA_FLAGS'] = f'{os.environ.get("XLA_FLAGS", "")} {YNN_FLAG}='.strip()
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny synthetic Criteo directory in the real file format."""
+"""Shared fixtures: a tiny synthetic Criteo directory in the real file format; `enable_x64`."""
+import contextlib
 import pathlib
 
 import pytest
@@ -7,6 +8,19 @@ from curvlr.workloads.criteo import synthetic
 
 TINY = synthetic.SyntheticConfig(seed=1, num_train_files=2, lines_per_train_file=3_000,
                                  num_validation_lines=2_000, num_test_lines=2_000)
+
+
+@contextlib.contextmanager
+def enable_x64(enabled: bool = True):
+  """Scoped `jax_enable_x64`. `jax.enable_x64` is absent in AlgoPerf's jax 0.7.0 (there it is
+  `jax.experimental.enable_x64`, gone in jax 0.10): the config flag works on both."""
+  import jax
+  previous = jax.config.jax_enable_x64
+  jax.config.update('jax_enable_x64', enabled)
+  try:
+    yield
+  finally:
+    jax.config.update('jax_enable_x64', previous)
 
 
 @pytest.fixture(scope='session')

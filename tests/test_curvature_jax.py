@@ -7,6 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import enable_x64
+
 from curvlr import spec
 from curvlr.jax import curvature as C
 
@@ -17,7 +19,7 @@ CLOSED_FORM = [LT.SOFTMAX_CROSS_ENTROPY, LT.SIGMOID_CROSS_ENTROPY, LT.MEAN_SQUAR
 
 @pytest.fixture(autouse=True)
 def x64():
-  with jax.enable_x64(True):
+  with enable_x64(True):
     yield
 
 

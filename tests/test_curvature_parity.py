@@ -6,6 +6,8 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import enable_x64
+
 from curvlr import spec
 from curvlr.jax import curvature as jc
 from curvlr.pytorch import curvature as tc
@@ -61,7 +63,7 @@ def _problem(loss_type, dtype):
 @pytest.mark.parametrize('dtype,rtol', [('float64', 1e-10), ('float32', 1e-5)])
 @pytest.mark.parametrize('loss_type', ALL)
 def test_torch_and_jax_oracles_agree(loss_type, dtype, rtol):
-  with jax.enable_x64(dtype == 'float64'):
+  with enable_x64(dtype == 'float64'):
     (fwd, model, u, y, mask), (apply_fn, params, ju, jy, jmask) = _problem(loss_type, dtype)
     ls = 0.1 if loss_type in (LT.SOFTMAX_CROSS_ENTROPY, LT.SIGMOID_CROSS_ENTROPY) else 0.0
     oracles = jax.jit(lambda p, v: (
@@ -92,7 +94,7 @@ def test_torch_and_jax_oracles_agree(loss_type, dtype, rtol):
 
 
 def test_finite_difference_paths_agree():
-  with jax.enable_x64(True):
+  with enable_x64(True):
     (fwd, model, u, y, mask), (apply_fn, params, ju, jy, jmask) = _problem(
         LT.SOFTMAX_CROSS_ENTROPY, 'float64')
     jax_fd = jax.jit(lambda p, v: (

@@ -16,13 +16,16 @@ HP = schedules.NADAMW_BASELINE
 
 
 def torch_to_jax(model: DlrmSmall):
-  """Maps AlgoPerf's PyTorch names onto the JAX (flax) tree: kernel = weight.T."""
+  """Maps AlgoPerf's PyTorch names onto the JAX (flax) tree: kernel = weight.T.
+
+  Copies (jnp.array): jax 0.7's jnp.asarray aliases a contiguous numpy buffer on CPU, which
+  the in-place torch step would then change under the JAX params."""
   linears = [m for m in list(model.bot_mlp) + list(model.top_mlp)
              if isinstance(m, torch.nn.Linear)]
-  params = {f'Dense_{i}': {'kernel': jnp.asarray(m.weight.detach().numpy().T),
-                           'bias': jnp.asarray(m.bias.detach().numpy())}
+  params = {f'Dense_{i}': {'kernel': jnp.array(m.weight.detach().numpy().T),
+                           'bias': jnp.array(m.bias.detach().numpy())}
             for i, m in enumerate(linears)}
-  params['embedding_table'] = jnp.asarray(
+  params['embedding_table'] = jnp.array(
       torch.cat(model.embedding_table_chucks).detach().numpy())
   return params
 

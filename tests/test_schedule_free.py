@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from curvlr.core import schedule_free
+from curvlr.jax import schedule_free as sf
 from curvlr.runner import __main__ as runner
 from curvlr.runner import backends
 from test_algoperf_compat import _fake_criteo_batch
@@ -196,6 +197,62 @@ def test_pytorch_and_jax_agree(monkeypatch, hp):
   assert max(_max_err(xs_t[k], xs_j[k]) for k in xs_t) < PARITY_TOL
 
 
+_OPTAX_SF = pytest.mark.skipif(
+    not hasattr(optax.contrib, 'schedule_free'),
+    reason='optax < 0.2.4 (AlgoPerf pins 0.2.2) has no contrib.schedule_free*')
+
+
+def _optax_submission_optimizer(step_hint):
+  """The submission's optimizer built from optax >= 0.2.4's own parts."""
+  hp, warmup = BASELINE, BASELINE.warmup_steps(step_hint)
+  schedule = optax.schedules.warmup_constant_schedule(0.0, hp.learning_rate, warmup)
+  base = optax.chain(
+      optax.scale_by_rms(decay=hp.beta2, eps=hp.eps, eps_in_sqrt=False, bias_correction=True),
+      optax.add_decayed_weights(hp.weight_decay),
+      optax.scale_by_learning_rate(lambda count: schedule(count + 1)))
+  return optax.contrib.schedule_free(base, learning_rate=schedule, b1=hp.beta1,
+                                     weight_lr_power=hp.weight_lr_power)
+
+
+def _sf_trajectory(tx, eval_params, steps=8):
+  """[(updates, z, x)] after each of `steps` jitted updates on random gradients."""
+  params = {n: jnp.asarray(w, jnp.float32) for n, w in _weights().items()}
+  state, update, out = tx.init(params), jax.jit(tx.update), []
+  for k in range(steps):
+    grads = {n: jax.random.normal(jax.random.PRNGKey(k), p.shape) for n, p in params.items()}
+    updates, state = update(grads, state, params)
+    params = optax.apply_updates(params, updates)
+    out.append((updates, state.z, jax.jit(eval_params)(state, params)))
+  return out
+
+
+@_OPTAX_SF
+def test_jax_schedule_free_is_optax_contrib_bitwise():
+  """curvlr.jax.schedule_free's parts equal optax's schedule_free, scale_by_rms(bias_correction)
+  and warmup_constant_schedule bit for bit, x from schedule_free_eval_params included."""
+  ours = _sf_trajectory(jax_submission.schedule_free_adamw(400), sf.schedule_free_eval_params)
+  theirs = _sf_trajectory(_optax_submission_optimizer(400),
+                          optax.contrib.schedule_free_eval_params)
+  for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_jax_schedule_free_eval_params_formula():
+  """x = (y - (1 - b1) z) / b1, with b1 from the state (the float32 0.9, as optax)."""
+  state = jax_submission.schedule_free_adamw(400).init(
+      {n: jnp.asarray(w, jnp.float32) for n, w in _weights().items()})
+  state = state._replace(z={n: jnp.asarray(w, jnp.float32) for n, w in _weights(seed=1).items()})
+  y = {n: jnp.asarray(w, jnp.float32) for n, w in _weights(seed=2).items()}
+  x = jax.jit(sf.schedule_free_eval_params)(state, y)
+  b1 = float(state.b1)
+  assert b1 == float(np.float32(BASELINE.beta1)) and state.b1.dtype == jnp.float32
+  for n in y:
+    expected = (np.float64(y[n]) - (1 - b1) * np.float64(state.z[n])) / b1
+    np.testing.assert_allclose(np.float64(x[n]), expected, rtol=0, atol=1e-6)
+    assert x[n].dtype == jnp.float32
+
+
+@_OPTAX_SF
 @pytest.mark.parametrize('step_hint', [400, 40])
 def test_jax_optimizer_is_optax_schedule_free_adamw_up_to_warmup(step_hint):
   """Same chain as optax's wrapper; only its warmup z-steps (lr k/w, not (k+1)/w) differ."""

@@ -1,4 +1,5 @@
-"""Self-tuning Schedule-Free AdamW baseline (JAX): `optax.contrib.schedule_free` around AdamW.
+"""Self-tuning Schedule-Free AdamW baseline (JAX): optax's `contrib.schedule_free` around AdamW,
+from `curvlr.jax.schedule_free` (AlgoPerf's optax 0.2.2 has neither).
 
 The runner's params are y, where gradients are taken. `prepare_for_eval` returns
 x = `schedule_free_eval_params(state, y)` and parks y in the optimizer state;
@@ -13,6 +14,7 @@ import optax
 
 from curvlr import spec
 from curvlr.core import api, batch_sizes, scalar_log, schedule_free
+from curvlr.jax import schedule_free as sf
 from curvlr.jax import sharding, train_step
 
 HPARAMS = schedule_free.SCHEDULE_FREE_BASELINE
@@ -22,27 +24,27 @@ def get_batch_size(workload_name):
   return batch_sizes.get_batch_size(workload_name)
 
 
-def schedule_free_adamw(step_hint: int) -> optax.GradientTransformationExtraArgs:
+def schedule_free_adamw(step_hint: int) -> optax.GradientTransformation:
   """optax.contrib.schedule_free_adamw's chain, with one lr per update for z and the average.
 
   Update k (0-based) uses lr_k = peak * min((k + 1) / warmup, 1) for both, as schedulefree
   and v0.5 do. optax's wrapper queries its warmup at k + 1 for the averaging weights but at
   k for the z step (its first z step has lr 0), so the z step's schedule is shifted here.
   Without warmup this equals optax.contrib.schedule_free_adamw(warmup_steps=None).
+  `linear_schedule(0, peak, warmup)` is optax's `warmup_constant_schedule` (not in 0.2.2).
   """
   warmup = HPARAMS.warmup_steps(step_hint)
   if warmup:
-    schedule = optax.schedules.warmup_constant_schedule(0.0, HPARAMS.learning_rate, warmup)
+    schedule = optax.linear_schedule(0.0, HPARAMS.learning_rate, warmup)
     z_schedule = lambda count: schedule(count + 1)
-  else:  # warmup_constant_schedule(.., 0) would keep lr at 0.
+  else:  # a 0-step warmup schedule would keep lr at 0.
     schedule = z_schedule = HPARAMS.learning_rate
   base = optax.chain(
-      optax.scale_by_rms(decay=HPARAMS.beta2, eps=HPARAMS.eps, eps_in_sqrt=False,
-                         bias_correction=True),
+      sf.scale_by_rms(decay=HPARAMS.beta2, eps=HPARAMS.eps),
       optax.add_decayed_weights(HPARAMS.weight_decay),  # at y, the params update() gets
       optax.scale_by_learning_rate(z_schedule))
-  return optax.contrib.schedule_free(base, learning_rate=schedule, b1=HPARAMS.beta1,
-                                     weight_lr_power=HPARAMS.weight_lr_power)
+  return sf.schedule_free(base, learning_rate=schedule, b1=HPARAMS.beta1,
+                          weight_lr_power=HPARAMS.weight_lr_power)
 
 
 def init_optimizer_state(workload: spec.Workload, model_params, model_state,
@@ -63,7 +65,7 @@ def _step(workload, update_fn, model_state, sf_state, params, batch, rng):
 
 
 _jitted_step = train_step.jit_step(_step)
-_jitted_eval_params = jax.jit(optax.contrib.schedule_free_eval_params)
+_jitted_eval_params = jax.jit(sf.schedule_free_eval_params)
 
 
 def update_params(workload, current_param_container, current_params_types, model_state,

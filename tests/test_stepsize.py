@@ -330,6 +330,32 @@ def test_jax_checkpoint_keeps_policy_state_exactly(setup):
   assert update_fn is not None
 
 
+def test_jax_policy_state_has_one_shape_and_restores_into_any_template(setup):
+  """A checkpoint mid-window restores into a template built at init (AlgoPerf restores
+  into the freshly initialised optimizer state) through flax's serialization."""
+  serialization = pytest.importorskip('flax.serialization')
+  _, wj, batches = setup
+  params, _ = wj.init_model_fn(jax.random.PRNGKey(0))
+  template = jax_stepsize.init_optimizer_state(wj, MEDIAN_SMALL, HP)
+  _, (opt_state, _), _ = _run_jax(wj, MEDIAN_SMALL, batches, params, 4)  # inside window 2-4
+  state = jax_stepsize._decode(MEDIAN_SMALL, opt_state['policy'])  # pylint: disable=protected-access
+  assert len(state.rule.window) == 2
+  assert opt_state['policy'].shape == template[0]['policy'].shape == (P.ENCODED_BYTES,)
+  saved = serialization.to_bytes(jax.device_get(opt_state))
+  restored = serialization.from_bytes(jax.device_get(template[0]), saved)
+  assert jax_stepsize._decode(MEDIAN_SMALL, restored['policy']) == state  # pylint: disable=protected-access
+
+
+def test_policy_encoding_refuses_what_does_not_fit():
+  config = interval_median.IntervalMedianConfig(step_hint=10_000, warmup_steps=0,
+                                                interval=400, window=400)
+  policy = P.MedianPolicy(config)
+  state = P.init(policy)
+  state = state._replace(rule=state.rule._replace(window=(1.2345678901234567e-3,) * 300))
+  with pytest.raises(ValueError, match='ENCODED_BYTES'):
+    P.encode(state)
+
+
 def test_non_finite_measurement_keeps_lr():
   policy = CDAT_EVERY_2
   state = P.observe(policy, P.init(policy), 0, P.Measurement(-1.0, 1e4))

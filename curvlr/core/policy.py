@@ -250,10 +250,20 @@ def restore(policy: Policy, data: dict) -> PolicyState:
                      guards.restore_state(Clock, data['clock']))
 
 
+ENCODED_BYTES = 4096  # fixed size of `encode`'s output
+
+
 def encode(state: PolicyState) -> bytes:
-  """The state as UTF-8 JSON: exact, and storable as a uint8 array in array checkpoints."""
-  return json.dumps(to_dict(state), allow_nan=False).encode()
+  """The state as UTF-8 JSON padded with spaces to ENCODED_BYTES: exact, and storable as a
+  uint8 array of one fixed shape in array checkpoints, so that a checkpoint restores into
+  a template made from any other state (flax's and orbax's restores are shape-checked)."""
+  data = json.dumps(to_dict(state), allow_nan=False).encode()
+  if len(data) > ENCODED_BYTES:
+    raise ValueError(f'policy state needs {len(data)} bytes > ENCODED_BYTES = {ENCODED_BYTES} '
+                     '(an interval-median window of ~150 or more measurements).')
+  return data.ljust(ENCODED_BYTES)
 
 
 def decode(policy: Policy, data: bytes) -> PolicyState:
+  """Inverse of `encode` (trailing spaces are JSON whitespace)."""
   return restore(policy, json.loads(bytes(data).decode()))

@@ -21,7 +21,9 @@ computes the gradient, the new NAdamW state, u and the scalars; the host updates
 policy and picks lr; the second applies params + lr * u.
 
 The optimizer state is `({'nadam': NAdamState, 'policy': uint8 array}, update_fn)`: the
-policy state travels as its exact JSON bytes, so array checkpoints keep it bit for bit.
+policy state travels as its exact JSON bytes in an array of one fixed shape
+(`policy.ENCODED_BYTES`), so array checkpoints keep it bit for bit and restore it into a
+template made from any state.
 """
 import time
 

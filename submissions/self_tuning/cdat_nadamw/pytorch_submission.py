@@ -2,7 +2,7 @@
 
 lr = sigma * EMA(max(-g.u, 0)) / (EMA(|u^T G u|) + eps) along NAdamW's unit-lr update u
 (weight decay included), u^T G u by one forward-mode JVP (GGN), measured when the
-overhead-budget controller allows (2% of wall-clock) and held in between. Defaults and
+overhead-budget controller allows (0.8% of wall-clock) and held in between. Defaults and
 the experiments behind them: `curvlr/core/defaults.py`.
 """
 from curvlr.core import api, batch_sizes

@@ -6,6 +6,8 @@ four trainees start from identical initial weights and train on the same in-memo
 batches (all pre-fetched, so data loading is not timed):
 
   nadamw             the NAdamW baseline: the denominator.
+  nadamw_again       a second, identical NAdamW trainee: its ratio to the first is the
+                     noise floor of every ratio here (`noise_<fw>`).
   policy_only        the curvature driver (CDAT's) with a schedule that never measures:
                      what the policy layer costs on a plain step (its bookkeeping, the
                      device syncs of timed steps, the logged rows).
@@ -27,6 +29,7 @@ Lines per framework suffix <fw> (torch, jax) and curvature submission <sub>:
   measured_overhead_<sub>_<fw>  step_s_<sub> / step_s_nadamw - 1: the real figure
   policy_overhead_<sub>_<fw>  the policy's own accounting over the same steps
                               (`amortization.overhead_fraction` of its final state)
+  noise_<fw>                  step_s_nadamw_again / step_s_nadamw - 1: an A/A ratio
   bookkeeping_overhead_<fw>   step_s_policy_only / step_s_nadamw - 1
   unexplained_<sub>_<fw>      measured - policy - bookkeeping: what neither accounts for
   cycle_steps_<sub>_<fw>      the schedule's current gap (steps between measurements,
@@ -153,9 +156,10 @@ def bench(fw, data_dir, rounds, steps, warmup):
                median_min_interval=median.rule.interval, median_window=median.rule.window)
   subs = {name: submission_lib.load(f'submissions/self_tuning/{name}/{fw}_submission.py')
           for name in ('nadamw',) + CURVATURE}
+  subs['nadamw_again'] = subs['nadamw']
   subs['policy_only'], policies['policy_only'] = _policy_only(fw)
   trainees = {}
-  for name in ('nadamw', 'policy_only') + CURVATURE:
+  for name in ('nadamw', 'nadamw_again', 'policy_only') + CURVATURE:
     sub = subs[name]
     params, model_state = init_fn()
     opt_state = sub.init_optimizer_state(workload, params, model_state, None, None)
@@ -183,6 +187,7 @@ def bench(fw, data_dir, rounds, steps, warmup):
     lines[f'policy_overhead_{name}_{fx}'] = accounted
     lines[f'unexplained_{name}_{fx}'] = measured - accounted - bookkeeping
     overheads[f'measured_overhead_{name}_{fx}'] = measured
+  lines[f'noise_{fx}'] = step_s['nadamw_again'] / step_s['nadamw'] - 1.0
   lines[f'bookkeeping_overhead_{fx}'] = bookkeeping
   return lines, overheads
 

@@ -20,7 +20,7 @@ def test_quick_pytorch_run_prints_finite_overheads():
   pairs = [line.split(': ', 1) for line in lines]
   assert all(len(p) == 2 and p[0] and ' ' not in p[0] for p in pairs), proc.stdout
   values = dict(pairs)
-  for name in ('nadamw', 'policy_only') + CURVATURE:
+  for name in ('nadamw', 'nadamw_again', 'policy_only') + CURVATURE:
     assert float(values[f'step_s_{name}_torch']) > 0
   # Quick mode: CDAT measures at its first two steps, the median at every step (W, W + 1, ...).
   assert int(values['measurements_cdat_nadamw_torch']) >= 1
@@ -28,6 +28,7 @@ def test_quick_pytorch_run_prints_finite_overheads():
   overheads = {name: float(values[f'measured_overhead_{name}_torch']) for name in CURVATURE}
   assert all(math.isfinite(x) and x > -1 for x in overheads.values()), overheads
   assert math.isfinite(float(values['bookkeeping_overhead_torch']))
+  assert math.isfinite(float(values['noise_torch']))
   for name in CURVATURE:  # measured = accounted + bookkeeping + unexplained, exactly
     parts = [float(values[f'{k}_torch']) for k in (
         f'policy_overhead_{name}', 'bookkeeping_overhead', f'unexplained_{name}')]

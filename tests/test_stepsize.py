@@ -292,8 +292,9 @@ def test_jax_rng_rule_two_batch_with_dropout(setup):
   d, _ = update_fn(grads[1], opt_state['nadam'], params)
   vdot = lambda a, b: float(sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a),
                                                                 jax.tree.leaves(b))))
-  assert gd_1 == pytest.approx(vdot(grads[0], d), rel=1e-4)
-  assert gd_2 == pytest.approx(vdot(grads[1], d), rel=1e-4)
+  # float32 JVP vs gradient reductions: ~1e-4 apart; other masks were ~3% apart.
+  assert gd_1 == pytest.approx(vdot(grads[0], d), rel=1e-3)
+  assert gd_2 == pytest.approx(vdot(grads[1], d), rel=1e-3)
 
 
 def test_torch_checkpoint_mid_window_resumes_identically(setup):

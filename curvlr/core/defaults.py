@@ -13,9 +13,11 @@ Self-tuning defaults (one setting for every workload, as the ruleset demands):
 - Interval-median: the thesis' best setting scaled to step_hint (W = 2.34%, I = 5.86%
   of step_hint, N = 10), I as the minimum spacing of budget-aware windows that keep
   the measurement cost at `OVERHEAD_TARGET` (`amortization.Windowed(target=...)`): a
-  window is N two-batch measurements, each about 0.6-1x a plain step beyond it with the
-  debiased alpha's single JVP (`bench/`), so on criteo_embedded the windows come
-  ~1,000-1,300 steps apart rather than I = 88. Half 2's JVP (biased alpha) is skipped.
+  window is N two-batch measurements, each 0.2-0.4x (JAX) or ~0.8x (PyTorch) a plain
+  step beyond it with the debiased alpha's single JVP, so on criteo_embedded the
+  windows came 292-446 (JAX) and 1,041 (PyTorch) steps apart rather than I = 88
+  (`bench/bench_submission_overhead.py`, 2026-12-02). Half 2's JVP (biased alpha) is
+  skipped.
 - OVERHEAD_TARGET = 0.8% for both: the goal is at most 1% of wall-clock, and the
   remaining 0.2 points cover what the policies cannot time (the device syncs of timed
   steps, the rows logged on measurement steps).

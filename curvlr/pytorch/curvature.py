@@ -315,16 +315,27 @@ def substituted_parameters(module: torch.nn.Module, replacements: dict):
       container[key] = value
 
 
+def _rng_devices():
+  return [torch.cuda.current_device()] if torch.cuda.is_available() else []
+
+
+def rng_state():
+  """The torch generators' states (CPU, current CUDA device). Taken before a gradient
+  pass and given to an oracle as `rng_state`, it makes the oracle's passes draw that
+  pass's dropout masks."""
+  return torch.get_rng_state(), [torch.cuda.get_rng_state(d) for d in _rng_devices()]
+
+
 @contextlib.contextmanager
-def _isolated(module):
-  """Yields `begin_pass()`, which resets the torch RNG to its state on entry; on exit
-  restores the RNG and every buffer (values and identity)."""
+def _isolated(module, start_rng_state=None):
+  """Yields `begin_pass()`, which resets the torch RNG to `start_rng_state` (default: its
+  state on entry); on exit restores the RNG as it was on entry and every buffer (values
+  and identity)."""
   saved = [(m._buffers, name, b, b.detach().clone()) for m in unwrap(module).modules()
            for name, b in m._buffers.items() if b is not None]
-  devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+  devices = _rng_devices()
   with torch.random.fork_rng(devices=devices):
-    cpu_state = torch.get_rng_state()
-    cuda_states = [torch.cuda.get_rng_state(d) for d in devices]
+    cpu_state, cuda_states = start_rng_state if start_rng_state is not None else rng_state()
 
     def begin_pass():
       torch.set_rng_state(cpu_state)
@@ -431,20 +442,23 @@ def _zero_sums(forward_fn, loss_type, targets, mask, label_smoothing):
 def ggn_quadratic_form(forward_fn: Callable[[], Any], module: torch.nn.Module,
                        direction: Sequence[Optional[torch.Tensor]], targets, loss_type,
                        *, mask: Optional[torch.Tensor] = None, label_smoothing: float = 0.0,
-                       method: str = 'auto', fd_scale: Optional[float] = None) -> CurvatureSums:
+                       method: str = 'auto', fd_scale: Optional[float] = None,
+                       rng_state=None) -> CurvatureSums:
   """u^T G u, g . u, loss (local sums over this rank's examples) and n.
 
   forward_fn: () -> logits (or (logits, logit_paddings) for CTC), calling `module`.
   direction: aligned with module.parameters(); None = zero.
   method: 'jvp' (one forward-mode pass), 'fd' (two forward passes), 'auto'.
   fd_scale: c in h = c (1+||theta||)/||u||; default eps^(1/3) of the parameter dtype.
+  rng_state: `rng_state()` every pass starts from (default: the state on entry); the
+    state on entry is restored on exit either way.
   """
   pairs = _pairs(module, direction)
   if not pairs:
     return _zero_sums(forward_fn, loss_type, targets, mask, label_smoothing)
 
   def run_jvp():
-    with _isolated(module) as begin_pass, torch.no_grad(), fwAD.dual_level():
+    with _isolated(module, rng_state) as begin_pass, torch.no_grad(), fwAD.dual_level():
       begin_pass()
       duals = {id(p): fwAD.make_dual(p.detach(), u) for p, u in pairs}
       with substituted_parameters(module, duals):
@@ -456,7 +470,7 @@ def ggn_quadratic_form(forward_fn: Callable[[], Any], module: torch.nn.Module,
 
   def run_fd():
     h = _fd_step_for(pairs, (fd_scale, 1))
-    with _isolated(module) as begin_pass, torch.no_grad():
+    with _isolated(module, rng_state) as begin_pass, torch.no_grad():
       outs = []
       for sign in (1.0, -1.0):
         begin_pass()
@@ -473,8 +487,8 @@ def ggn_quadratic_form(forward_fn: Callable[[], Any], module: torch.nn.Module,
 def hessian_quadratic_form(forward_fn: Callable[[], Any], module: torch.nn.Module,
                            direction: Sequence[Optional[torch.Tensor]], targets, loss_type,
                            *, mask: Optional[torch.Tensor] = None, label_smoothing: float = 0.0,
-                           method: str = 'auto',
-                           fd_scale: Optional[float] = None) -> CurvatureSums:
+                           method: str = 'auto', fd_scale: Optional[float] = None,
+                           rng_state=None) -> CurvatureSums:
   """u^T H u, g . u, loss (local sums over this rank's examples) and n.
 
   Same arguments as `ggn_quadratic_form`; method: 'double_backward' (exact, on the real
@@ -487,7 +501,7 @@ def hessian_quadratic_form(forward_fn: Callable[[], Any], module: torch.nn.Modul
   params = [p for p, _ in pairs]
 
   def run_double_backward():
-    with _isolated(module) as begin_pass, torch.enable_grad():
+    with _isolated(module, rng_state) as begin_pass, torch.enable_grad():
       begin_pass()
       logits, aux = _split_output(forward_fn())
       summed, n = loss_sums(loss_type, logits, targets, mask, label_smoothing, aux)
@@ -503,7 +517,7 @@ def hessian_quadratic_form(forward_fn: Callable[[], Any], module: torch.nn.Modul
 
   def run_fd():
     h = _fd_step_for(pairs, (fd_scale, 2))
-    with _isolated(module) as begin_pass, torch.no_grad():
+    with _isolated(module, rng_state) as begin_pass, torch.no_grad():
       losses = []
       for sign in (1.0, 0.0, -1.0):
         begin_pass()

@@ -22,9 +22,10 @@ to the policy and take identical decisions.
 RNG rule (both frameworks): a curvature pass draws the dropout masks of the gradient
 pass whose examples it measures, so that g and G belong to one stochastic loss; the two
 halves of a two-batch step draw independent masks (independence is what the debiasing
-relies on). Here the global generators' states at the start of a gradient pass are
-saved and restored before its curvature pass (`_rng_state`); the halves' passes run one
-after the other and so draw different masks. JAX derives the same from its `rng` key.
+relies on). Here the generators' states at the start of a gradient pass
+(`curvature.rng_state()`) are where its curvature pass starts, and the oracle restores
+the generators on exit; the halves' passes run one after the other and so draw
+different masks. JAX derives the same from its `rng` key.
 Masks match only where the shapes do: a CDAT sub-batch draws its own.
 """
 import math
@@ -85,8 +86,9 @@ def _local_size(batch) -> int:
 
 
 def _sums(workload, model, model_state, batch, rng, direction, curvature_kind: str,
-          hparams: NAdamWHParams) -> curvature.CurvatureSums:
-  """Globally reduced per-example means of (u^T M u, g.u, loss) on `batch`."""
+          hparams: NAdamWHParams, rng_state) -> curvature.CurvatureSums:
+  """Globally reduced per-example means of (u^T M u, g.u, loss) on `batch`; the passes
+  draw dropout masks from `rng_state` (the RNG rule)."""
   module = curvature.unwrap(model)
 
   def forward_fn():
@@ -97,32 +99,20 @@ def _sums(workload, model, model_state, batch, rng, direction, curvature_kind: s
   oracle = (curvature.ggn_quadratic_form if row.curvature(curvature_kind) == 'ggn'
             else curvature.hessian_quadratic_form)
   sums = oracle(forward_fn, module, direction, batch['targets'], row.loss,
-                mask=batch.get('weights'), label_smoothing=hparams.label_smoothing)
+                mask=batch.get('weights'), label_smoothing=hparams.label_smoothing,
+                rng_state=rng_state)
   return curvature.all_reduce_sums(sums).mean()
-
-
-def _rng_state():
-  """The global generators' states (CPU, and every CUDA device's when present)."""
-  return torch.get_rng_state(), (torch.cuda.get_rng_state_all() if torch.cuda.is_available()
-                                 else None)
-
-
-def _set_rng_state(saved) -> None:
-  cpu, cuda = saved
-  torch.set_rng_state(cpu)
-  if cuda is not None:
-    torch.cuda.set_rng_state_all(cuda)
 
 
 def _measure_direction(workload, model, model_state, batch, rng, direction,
                        policy: policy_lib.CDATPolicy, hparams,
                        rng_state) -> policy_lib.Measurement:
   """g.u and u^T M u; `rng_state` from the start of the gradient pass (the RNG rule)."""
-  _set_rng_state(rng_state)
   fraction = policy.schedule.measure_fraction
   if fraction < 1.0:
     batch = curvature.sub_batch(batch, max(1, math.ceil(fraction * _local_size(batch))))
-  sums = _sums(workload, model, model_state, batch, rng, direction, policy.curvature, hparams)
+  sums = _sums(workload, model, model_state, batch, rng, direction, policy.curvature, hparams,
+               rng_state)
   return policy_lib.Measurement(float(sums.gu), float(sums.quad))
 
 
@@ -138,22 +128,17 @@ def _two_batch_step(workload, model, model_state, batch, rng, optimizer: NAdamW,
   halves = (_slice(batch, slice(0, None, 2)), _slice(batch, slice(1, None, 2)))
   losses, counts, grads, rng_states = [], [], [], []
   for part in halves:
-    rng_states.append(_rng_state())
+    rng_states.append(curvature.rng_state())
     loss, count, model_state = train_step.loss_grad_and_count(
         workload, model, model_state, part, rng, dropout_rate=hparams.dropout_rate,
         label_smoothing=hparams.label_smoothing)
     losses.append(loss)
     counts.append(float(count))
     grads.append([p.grad.clone() for p in model.parameters()])
-  after = _rng_state()
   d = optimizer.direction(grads=grads[1])
-  _set_rng_state(rng_states[0])
-  s1 = _sums(workload, model, model_state, halves[0], rng, d, 'ggn', hparams)
-  s2 = None
-  if both_halves:
-    _set_rng_state(rng_states[1])
-    s2 = _sums(workload, model, model_state, halves[1], rng, d, 'ggn', hparams)
-  _set_rng_state(after)  # later steps draw as if no curvature pass had run
+  s1 = _sums(workload, model, model_state, halves[0], rng, d, 'ggn', hparams, rng_states[0])
+  s2 = (_sums(workload, model, model_state, halves[1], rng, d, 'ggn', hparams, rng_states[1])
+        if both_halves else None)
   w1, w2 = counts[0] / sum(counts), counts[1] / sum(counts)
   with torch.no_grad():
     for p, g1, g2 in zip(model.parameters(), *grads):
@@ -185,15 +170,13 @@ def update_params(hparams: NAdamWHParams, workload, model, model_state, batch, r
         policy.measures_both_halves)
     u = optimizer.direction()
   else:
-    rng_state = _rng_state()
+    rng_state = curvature.rng_state()
     loss, model_state = train_step.loss_and_grad(
         workload, model, model_state, batch, rng, dropout_rate=hparams.dropout_rate,
         label_smoothing=hparams.label_smoothing)
-    after = _rng_state()
     u = optimizer.direction()
     measurement = _measure_direction(workload, model, model_state, batch, rng, u, policy,
                                      hparams, rng_state)
-    _set_rng_state(after)
   if measurement is not None:
     state = policy_lib.observe(policy, state, global_step, measurement)
   lr = policy_lib.learning_rate(policy, state, global_step)

@@ -142,7 +142,7 @@ def cycle(policy, state):
   if isinstance(schedule, amortization.Windowed):
     gap, n = amortization.window_gap(schedule, timing), schedule.length
   else:
-    gap, n = max(schedule.min_gap, amortization.budget_gap(schedule, timing)), 1
+    gap, n = amortization.budget_gap(schedule, timing), 1
   return gap, n * extra / (gap * plain + n * extra)
 
 

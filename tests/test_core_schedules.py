@@ -1,4 +1,6 @@
 """curvlr.core.schedules: AlgoPerf's JAX warmup+cosine, by hand and against optax."""
+import collections
+import dataclasses
 import math
 import subprocess
 import sys
@@ -75,3 +77,28 @@ def test_core_imports_no_framework():
           'bad = [m for m in ("numpy", "torch", "jax") if m in sys.modules]; '
           'assert not bad, bad')
   subprocess.run([sys.executable, '-c', code], check=True)
+
+
+def test_nadamw_from_point_scales_the_peak_and_picks_the_shape():
+  Point = collections.namedtuple('Point', ['lr_scale', 'schedule', 'weight_decay'])
+  h, shape = schedules.nadamw_from_point(Point(4.0, 'warmup_constant', None))
+  assert shape == 'warmup_constant'
+  assert h == dataclasses.replace(schedules.NADAMW_BASELINE,
+                                  learning_rate=4 * schedules.NADAMW_BASELINE.learning_rate)
+  h, shape = schedules.nadamw_from_point(Point(None, None, 0.5))
+  assert shape == 'warmup_cosine' and h.weight_decay == 0.5
+  assert h.learning_rate == schedules.NADAMW_BASELINE.learning_rate
+  with pytest.raises(ValueError, match='unknown'):
+    schedules.nadamw_from_point(collections.namedtuple('P', ['learning_rat'])(1e-3))
+  with pytest.raises(ValueError, match='schedule'):
+    schedules.nadamw_from_point(Point(1.0, 'cosine', None))
+
+
+def test_warmup_constant_and_nadamw_lr_shapes():
+  h = schedules.NADAMW_BASELINE
+  for step in (0, 10, 29, 30, 100, 1499, 2000):
+    assert schedules.nadamw_lr(step, 1500, h) == schedules.nadamw_baseline_lr(step, 1500, h)
+  assert schedules.nadamw_lr(15, 1500, h, 'warmup_constant') == h.learning_rate / 2
+  assert schedules.nadamw_lr(2000, 1500, h, 'warmup_constant') == h.learning_rate
+  with pytest.raises(ValueError):
+    schedules.nadamw_lr(1, 1500, h, 'linear')

@@ -29,7 +29,8 @@ def _run(tmp_path, data_dir, framework='pytorch', steps=3, extra=()):
       f'--framework={framework}', '--workload=criteo_embedded',
       f'--submission_path=submissions/self_tuning/nadamw/{framework}_submission.py',
       f'--data_dir={data_dir}', f'--experiment_dir={tmp_path}', '--experiment_name=exp',
-      f'--max_global_steps={steps}', '--rng_seed=0', '--progress_every_sec=0', *extra])
+      *([f"--max_global_steps={steps}"] if steps else []), "--rng_seed=0",
+      "--progress_every_sec=0", *extra])
 
 
 def _rows(path):
@@ -238,3 +239,24 @@ def test_eval_every_steps_evaluates_on_step_multiples(tmp_path, tiny_criteo_dir)
   (result,) = _run(tmp_path, tiny_criteo_dir, steps=7,
                    extra=['--eval_every_steps=3', '--save_checkpoints=false'])
   assert [step for step, _ in result.eval_results] == [3, 6, 7]  # and the final step
+
+
+def test_stop_at_target_false_trains_past_the_target(tmp_path, tiny_criteo_dir, monkeypatch):
+  cfg = criteo_config.CONFIGS['criteo_embedded']
+  monkeypatch.setitem(criteo_config.CONFIGS, 'criteo_embedded',
+                      dataclasses.replace(cfg, validation_target_value=10.0,
+                                          test_target_value=10.0))
+  (result,) = _run(tmp_path, tiny_criteo_dir, steps=4,
+                   extra=['--eval_every_steps=2', '--stop_at_target=false',
+                          '--save_checkpoints=false'])
+  summary = json.loads((result.trial_dir / loop.RUN_SUMMARY).read_text())
+  assert result.global_step == 4 and result.stop_reason == 'max_global_steps'
+  assert summary['steps_to_validation_target'] == 2  # the first hit is still recorded
+  with pytest.raises(ValueError, match='trains forever'):
+    _run(tmp_path, tiny_criteo_dir, steps=None,
+         extra=['--eval_every_steps=2', '--stop_at_target=false', '--overwrite'])
+
+
+def test_batch_size_flag_overrides_the_submission(tmp_path, tiny_criteo_dir, capsys):
+  _run(tmp_path, tiny_criteo_dir, steps=1, extra=['--batch_size=64', '--save_checkpoints=false'])
+  assert '| batch size 64 |' in capsys.readouterr().out

@@ -7,7 +7,7 @@ schedule (ALGOPERF.md 5.2), which both of our frameworks use: linear warmup from
 """
 import dataclasses
 import math
-from typing import Optional
+from typing import Any, Optional, Tuple
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,3 +51,45 @@ def nadamw_baseline_lr(step: int, step_hint: int,
   """
   warmup = int(hparams.warmup_factor * step_hint)
   return warmup_cosine(step, hparams.learning_rate, warmup, max(step_hint - warmup, 1))
+
+
+SHAPES = ('warmup_cosine', 'warmup_constant')
+
+
+def warmup_constant(step: int, peak_lr: float, warmup_steps: int) -> float:
+  """lr of update `step`: peak*k/w during warmup, then peak (the "best constant lr" probe)."""
+  if step < 0 or warmup_steps < 0:
+    raise ValueError(f'warmup_constant(step={step}, warmup_steps={warmup_steps}): need both >= 0.')
+  return peak_lr * step / warmup_steps if step < warmup_steps else peak_lr
+
+
+def nadamw_lr(step: int, step_hint: int, hparams: NAdamWHParams = NADAMW_BASELINE,
+              shape: str = 'warmup_cosine') -> float:
+  """lr of update `step` for the baseline's warm-up and `shape` after it (`SHAPES`)."""
+  if shape == 'warmup_cosine':
+    return nadamw_baseline_lr(step, step_hint, hparams)
+  if shape == 'warmup_constant':
+    return warmup_constant(step, hparams.learning_rate, int(hparams.warmup_factor * step_hint))
+  raise ValueError(f'schedule shape {shape!r}: expected one of {SHAPES}.')
+
+
+def nadamw_from_point(point: Any) -> Tuple[NAdamWHParams, str]:
+  """External tuning: (NAdamWHParams, shape) from a search-space point (a namedtuple).
+
+  Fields named like NAdamWHParams' replace the baseline's values; `lr_scale` multiplies
+  the baseline's learning_rate (the headroom grid: 2^k x the tuned peak, same shape);
+  `schedule` picks the shape (default 'warmup_cosine'). Unknown fields are an error, so
+  that a misspelt hyperparameter cannot fall back to the baseline silently.
+  """
+  values = {k: v for k, v in point._asdict().items() if v is not None}
+  shape = values.pop('schedule', 'warmup_cosine')
+  scale = float(values.pop('lr_scale', 1.0))
+  names = {f.name for f in dataclasses.fields(NAdamWHParams)}
+  unknown = sorted(set(values) - names)
+  if unknown:
+    raise ValueError(f'NAdamW hyperparameters {unknown} unknown; expected any of '
+                     f'{sorted(names | {"lr_scale", "schedule"})}.')
+  if shape not in SHAPES:
+    raise ValueError(f'schedule {shape!r}: expected one of {SHAPES}.')
+  hparams = dataclasses.replace(NADAMW_BASELINE, **values)
+  return dataclasses.replace(hparams, learning_rate=hparams.learning_rate * scale), shape

@@ -16,10 +16,15 @@ def run(argv=None):
     raise ValueError('--tuning_search_space must not be set with --tuning_ruleset=self.')
   if args.tuning_ruleset == 'external' and not args.tuning_search_space:
     raise ValueError('--tuning_ruleset=external needs --tuning_search_space.')
+  if args.eval_every_steps and not args.stop_at_target and args.max_global_steps is None:
+    raise ValueError('--eval_every_steps with --stop_at_target=false trains forever: set '
+                     '--max_global_steps.')
+  if args.batch_size is not None and args.batch_size < 1:
+    raise ValueError(f'--batch_size={args.batch_size}: must be >= 1.')
   backend = backends.for_framework(args.framework)
   workload = workloads.get_workload(args.workload, args.framework, args.data_dir)
   submission = submission_lib.load(args.submission_path)
-  batch_size = submission_lib.batch_size(submission, args.workload)
+  batch_size = args.batch_size or submission_lib.batch_size(submission, args.workload)
   eval_batch_size = (submission.get_eval_batch_size(args.workload)
                      if hasattr(submission, 'get_eval_batch_size') else workload.eval_batch_size)
   for name, size in (('train', batch_size), ('eval', eval_batch_size)):
@@ -83,7 +88,8 @@ def _run_trials(args, backend, workload, submission, wl_dir, trials, seed, batch
         hyperparameters=hparams, rng_seed=seed, max_global_steps=args.max_global_steps,
         self_tuning=args.tuning_ruleset == 'self', resume=args.resume_last_run,
         save_checkpoints=args.save_checkpoints, skip_evals=args.skip_evals, progress=show,
-        eval_every_steps=args.eval_every_steps)
+        eval_every_steps=args.eval_every_steps,
+        stop_at_target=args.stop_at_target)
     results.append(result)
     if backend.is_rank0:
       ttt = (f'{result.time_to_validation_target:.1f} s of submission time'

@@ -65,6 +65,12 @@ def parser() -> argparse.ArgumentParser:
                       "eval_period_time_sec of wall-clock, and train until the steps run out "
                       '(--max_global_steps) or the targets are hit, ignoring the time budget. '
                       'Logs keep accumulated_submission_time.')
+  p.add_argument('--batch_size', type=int, default=None,
+                 help="Ours, for batch-size studies: the global train batch size instead of the "
+                      "submission's get_batch_size (step_hint and targets stay the workload's).")
+  p.add_argument('--stop_at_target', type=_bool, nargs='?', const=True, default=True,
+                 help='Ours: false trains on past the targets (whole curves, to set targets or '
+                      'score several from one run); the first hit is still recorded.')
   p.add_argument('--progress_every_sec', type=float, default=10.0,
                  help='Seconds between progress lines (ours; 0 disables).')
   return p

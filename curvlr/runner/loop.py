@@ -56,11 +56,14 @@ def stop_reason(*, goals_reached: bool, training_complete_error: bool, global_st
 def train_once(workload, submission: types.ModuleType, backend, prng, *, trial_dir,
                data_dir, global_batch_size, global_eval_batch_size, hyperparameters,
                rng_seed, max_global_steps, self_tuning, resume, save_checkpoints,
-               skip_evals=False, progress=None, eval_every_steps=None) -> TrialResult:
+               skip_evals=False, progress=None, eval_every_steps=None,
+               stop_at_target=True) -> TrialResult:
   """One training run into `trial_dir` (created by the caller).
 
   eval_every_steps: ours, for load-independent experiments on shared machines: evals
   every that many steps instead of by wall-clock, and no time budget.
+  stop_at_target: ours; False trains on past the targets (whole curves, e.g. to set
+  targets or to score several of them from one run). The first hit is still recorded.
   """
   rng = prng.key(rng_seed)
   data_rng, opt_init_rng, model_init_rng, rng = prng.split(rng, 4)
@@ -98,7 +101,8 @@ def train_once(workload, submission: types.ModuleType, backend, prng, *, trial_d
   budget = workload.max_allowed_runtime_sec * (SELF_TUNING_BUDGET_FACTOR if self_tuning else 1)
   global_start_time = backend.get_time()
   state['last_step_end_time'] = global_start_time
-  goals_reached = state['validation_goal_reached'] and state['test_goal_reached']
+  goals_reached = (stop_at_target and state['validation_goal_reached']
+                   and state['test_goal_reached'])
   while state['is_time_remaining'] and not goals_reached and not state['training_complete']:
     step_rng = prng.fold_in(rng, global_step)
     data_select_rng, update_rng, prep_eval_rng, eval_rng = prng.split(step_rng, 4)
@@ -145,7 +149,8 @@ def train_once(workload, submission: types.ModuleType, backend, prng, *, trial_d
                                      data_dir, None, global_step)
         state['validation_goal_reached'] |= workload.has_reached_validation_target(result)
         state['test_goal_reached'] |= workload.has_reached_test_target(result)
-        goals_reached = state['validation_goal_reached'] and state['test_goal_reached']
+        goals_reached = (stop_at_target and state['validation_goal_reached']
+                         and state['test_goal_reached'])
         eval_end = backend.get_time()
         state['accumulated_eval_time'] += eval_end - eval_start
         result.update(score=state['accumulated_submission_time'],

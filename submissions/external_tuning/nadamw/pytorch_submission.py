@@ -1,0 +1,42 @@
+"""NAdamW (PyTorch), external tuning: see jax_submission.py."""
+import functools
+
+from curvlr import spec
+from curvlr.core import api, batch_sizes, scalar_log, schedules
+from curvlr.pytorch import train_step
+from curvlr.pytorch.nadamw import NAdamW
+
+_from_point = functools.lru_cache(maxsize=None)(schedules.nadamw_from_point)
+
+
+def get_batch_size(workload_name):
+  return batch_sizes.get_batch_size(workload_name)
+
+
+def init_optimizer_state(workload: spec.Workload, model_params, model_state,
+                         hyperparameters, rng) -> spec.OptimizerState:
+  del workload, model_state, rng
+  h, _ = _from_point(hyperparameters)
+  return {'optimizer': NAdamW(model_params.parameters(), betas=(1.0 - h.one_minus_beta1, h.beta2),
+                              eps=h.eps, weight_decay=h.weight_decay)}
+
+
+def update_params(workload, current_param_container, current_params_types, model_state,
+                  hyperparameters, batch, loss_type, optimizer_state, eval_results,
+                  global_step, rng, train_state=None) -> spec.UpdateReturn:
+  del current_params_types, loss_type, train_state
+  h, shape = _from_point(hyperparameters)
+  model = current_param_container
+  loss, new_model_state = train_step.loss_and_grad(
+      workload, model, model_state, batch, rng, dropout_rate=h.dropout_rate,
+      label_smoothing=h.label_smoothing)
+  lr = schedules.nadamw_lr(global_step, workload.step_hint, h, shape)
+  optimizer_state['optimizer'].step(lr)
+  previous_lr = schedules.nadamw_lr(max(global_step - 1, 0), workload.step_hint, h, shape)
+  if scalar_log.should_log(workload.metrics_logger, global_step, lr, previous_lr, eval_results):
+    scalar_log.write(workload.metrics_logger, global_step, loss, train_step.grad_norm(model), lr)
+  return optimizer_state, model, new_model_state
+
+
+prepare_for_eval = api.identity_prepare_for_eval
+data_selection = api.data_selection

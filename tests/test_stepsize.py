@@ -25,6 +25,12 @@ CDAT_EVERY_2 = P.CDATPolicy(schedule=amortization.EveryK(k=2))
 MEDIAN_SMALL = P.MedianPolicy(interval_median.IntervalMedianConfig(
     step_hint=20, warmup_steps=2, interval=4, window=3))  # windows at 2-4, 6-8, ...
 MEDIAN_BOTH = dataclasses.replace(MEDIAN_SMALL, biased_diagnostics=True)  # half 2 measured too
+# From step 1: at step 0 (NAdamW's first direction, u = g / (|g| + eps)) an embedding row
+# whose half-batch gradients cancel gets w_1 g_1 + w_2 g_2 ~ float32 noise >> eps, i.e. an
+# O(1) entry of u whose sign is noise: 58 of 1M entries differed between the frameworks by
+# up to lr x O(1) = 4.8e-4. The median's first window (step 2) meets moments already filled.
+CDAT_DEBIASED = P.CDATPolicy(schedule=amortization.EveryK(k=2, start=1), debiased=True,
+                             biased_diagnostics=True)
 
 
 # ----------------------------------------------------------------------------- core policy
@@ -97,6 +103,29 @@ def test_median_lr_follows_baseline_then_windows():
   assert row['alpha_numerator_term'] + row['alpha_denominator_term'] == pytest.approx(1.75)
 
 
+def test_debiased_cdat_feeds_half_1s_scalars_and_logs_both_alphas():
+  config = CDAT_DEBIASED.rule
+  state = P.observe(CDAT_DEBIASED, P.init(CDAT_DEBIASED), 0,
+                    P.TwoBatchMeasurement(-1.0, 10.0, -5.0, 10.0))
+  expected = cdat.update(config, cdat.init(config), -1.0, 10.0)
+  assert state.rule == expected
+  row = P.metrics(CDAT_DEBIASED, state, P.TwoBatchMeasurement(-1.0, 10.0, -5.0, 10.0))
+  assert row['alpha_debiased'] == 0.1 and row['alpha_biased'] == 0.5
+  assert row['cdat_raw_lr'] == pytest.approx(config.sigma * 0.1)
+  assert CDAT_DEBIASED.two_batch and not CDAT_EVERY_2.two_batch and MEDIAN_SMALL.two_batch
+
+
+@pytest.mark.parametrize('change, message', [
+    (dict(curvature='hessian'), "'ggn' when debiased"),
+    (dict(schedule=amortization.EveryK(k=1, measure_fraction=0.5)), 'whole batch'),
+])
+def test_debiased_cdat_refuses_what_the_two_batch_step_cannot_measure(change, message):
+  with pytest.raises(ValueError, match=message):
+    P.CDATPolicy(debiased=True, **change)
+  with pytest.raises(ValueError, match='unless debiased'):
+    P.CDATPolicy(biased_diagnostics=True)
+
+
 # ----------------------------------------------------------------------------- frameworks
 
 
@@ -167,7 +196,8 @@ def deterministic_torch():
 
 @pytest.mark.parametrize('policy', [CDAT_EVERY_2, P.CDATPolicy(
     schedule=amortization.EveryK(k=1, measure_fraction=0.5), curvature='hessian'),
-                                    MEDIAN_SMALL], ids=['cdat_ggn', 'cdat_hessian_half', 'median'])
+                                    MEDIAN_SMALL, CDAT_DEBIASED],
+                         ids=['cdat_ggn', 'cdat_hessian_half', 'median', 'cdat_debiased'])
 def test_pytorch_and_jax_measure_and_step_alike(setup, policy, deterministic_torch):
   wt, wj, batches = setup
   steps = 6

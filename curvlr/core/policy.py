@@ -12,6 +12,7 @@ The whole per-step decision logic shared by the PyTorch and JAX submissions:
 Two rules:
 - `CDATPolicy` (seed 000): a `Measurement(g_dot_u, u_m_u)` of the global-batch mean loss
   feeds `cdat.update`; the lr is held between measurements. u is the NAdamW direction.
+  `debiased` feeds it half 1's scalars of a `TwoBatchMeasurement` instead.
 - `MedianPolicy` (seed 003): a `TwoBatchMeasurement` gives `two_batch_alpha`; the
   debiased (default) or biased alpha feeds `interval_median.update`. The schedule is the
   rule's own windows; steps before W follow the NAdamW baseline schedule.
@@ -57,13 +58,37 @@ class CDATPolicy:
     rule: CDAT hyperparameters.
     schedule: when to measure. Default: `Budget(0.02)`, the overhead-budget controller.
     curvature: 'ggn' (one JVP, PSD) or 'hessian' (exact u^T H u, ~2-3 steps' cost).
+    debiased: feed the rule the two-batch scalars g_1.d and d^T G_1 d (d from half 2 of
+      the batch, g and G from half 1, as the interval-median's debiased alpha) instead of
+      g.u and u^T M u of the batch that produced u. The same-batch numerator -g.u is
+      biased upwards: u is built from g, so g.u holds the squared gradient noise.
+      GGN only, whole batch only.
+    biased_diagnostics: with `debiased`, also measure half 2 (one more JVP) so that the
+      biased alpha of the same step is logged beside the debiased one.
   """
   rule: cdat.CDATConfig = cdat.CDATConfig()
   schedule: amortization.Schedule = amortization.Budget(target=0.02)
   curvature: str = 'ggn'
+  debiased: bool = False
+  biased_diagnostics: bool = False
 
   def __post_init__(self):
     guards.check(self, 'curvature', lambda v: v in CURVATURES, f'one of {CURVATURES}')
+    guards.check(self, 'curvature', lambda v: not self.debiased or v == 'ggn',
+                 "'ggn' when debiased (the two-batch measurement is a GGN one)")
+    guards.check(self, 'schedule', lambda v: not self.debiased or v.measure_fraction >= 1.0,
+                 'measuring the whole batch when debiased (measure_fraction = 1)')
+    guards.check(self, 'biased_diagnostics', lambda v: not v or self.debiased,
+                 'False unless debiased')
+
+  @property
+  def two_batch(self) -> bool:
+    """Whether measurement steps split the batch into halves (`TwoBatchMeasurement`)."""
+    return self.debiased
+
+  @property
+  def measures_both_halves(self) -> bool:
+    return self.biased_diagnostics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +108,10 @@ class MedianPolicy:
   @property
   def schedule(self) -> amortization.Windowed:
     return self.rule.schedule
+
+  @property
+  def two_batch(self) -> bool:
+    return True
 
   @property
   def measures_both_halves(self) -> bool:
@@ -171,7 +200,7 @@ def should_measure(policy: Policy, state: PolicyState, step: int) -> bool:
 def check_workload(policy: Policy, workload) -> workload_support.Support:
   """What `policy` uses on `workload` (logged when special); raises
   workload_support.UnsupportedWorkload where it cannot run (call at init)."""
-  row = workload_support.check(workload, two_batch=isinstance(policy, MedianPolicy),
+  row = workload_support.check(workload, two_batch=policy.two_batch,
                                sub_batch=policy.schedule.measure_fraction < 1.0)
   if row.note:
     logging.info('curvlr: %s.', row.note)
@@ -190,7 +219,9 @@ def observe(policy: Policy, state: PolicyState, step: int,
   """Feeds one measurement taken at update `step` to the rule."""
   if isinstance(policy, CDATPolicy):
     last = state.timing.last_measured_step
-    rule = cdat.update(policy.rule, state.rule, measurement.g_dot_u, measurement.u_m_u,
+    g_dot_u, u_m_u = ((measurement.gd_1, measurement.dGd_1)
+                      if isinstance(measurement, TwoBatchMeasurement) else measurement)
+    rule = cdat.update(policy.rule, state.rule, g_dot_u, u_m_u,
                        steps=step - last if 0 <= last < step else 1)
   else:
     position = amortization.window_position(policy.schedule, state.timing, step)
@@ -230,9 +261,13 @@ def metrics(policy: Policy, state: PolicyState,
     alphas = interval_median.two_batch_alpha(*measurement)
     out.update(measurement._asdict())
     out.update({f'alpha_{k}': v for k, v in alphas._asdict().items()})
-    out.update(median_applied=state.rule.applied_count,
-               median_rejected_windows=state.rule.rejected_windows,
-               last_median=state.rule.last_median)
+    if isinstance(policy, CDATPolicy):
+      out.update(cdat_raw_lr=cdat.raw_lr(policy.rule, state.rule),
+                 cdat_rejected=state.rule.rejected_count)
+    else:
+      out.update(median_applied=state.rule.applied_count,
+                 median_rejected_windows=state.rule.rejected_windows,
+                 last_median=state.rule.last_median)
   return {k: (math.nan if v is None else float(v)) for k, v in out.items()}
 
 

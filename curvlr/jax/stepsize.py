@@ -163,7 +163,7 @@ def update_params(policy: policy_lib.Policy, hparams: NAdamWHParams, workload, p
         workload, hparams, update_fn, model_state, opt_state['nadam'], params, batch, rng,
         jnp.float32(lr))
   else:
-    if isinstance(policy, policy_lib.MedianPolicy):
+    if policy.two_batch:
       if _per_device(batch) % 2:
         raise ValueError(f'Two-batch measurement needs an even number of examples per '
                          f'device, got {_per_device(batch)}.')

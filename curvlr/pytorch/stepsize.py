@@ -6,7 +6,7 @@ computes the reduced scalars they read:
   (M = GGN by one forward-mode JVP, or Hessian by double backward; 'auto' falls back to
   finite differences where an op lacks the derivative), optionally on a sub-batch of
   `schedule.measure_fraction` of each rank's examples.
-- Two-batch (interval-median): the batch is split into halves 1 and 2, the examples at
+- Two-batch (interval-median, debiased CDAT): the batch is split into halves 1 and 2, the examples at
   even and at odd positions (splitting, not doubling, the batch: the update still uses
   the whole batch's gradient). With an even number of examples per rank, each rank
   holds its share of both halves and the halves do not depend on the number of ranks. d is the
@@ -15,7 +15,7 @@ computes the reduced scalars they read:
   the halves. A measurement step runs two half-batch forward/backward passes instead of
   one full one, so train-mode BatchNorm statistics are updated twice on such steps.
   The debiased alpha needs half 1's JVP only; half 2's (for the biased alpha) runs
-  when `MedianPolicy.measures_both_halves`, else its scalars are NaN.
+  when the policy `measures_both_halves`, else its scalars are NaN.
 Every rank all-reduces the sums before dividing, so all ranks feed identical scalars
 to the policy and take identical decisions.
 
@@ -164,7 +164,7 @@ def update_params(hparams: NAdamWHParams, workload, model, model_state, batch, r
         workload, model, model_state, batch, rng, dropout_rate=hparams.dropout_rate,
         label_smoothing=hparams.label_smoothing)
     u = optimizer.direction()
-  elif isinstance(policy, policy_lib.MedianPolicy):
+  elif policy.two_batch:
     loss, model_state, measurement = _two_batch_step(
         workload, model, model_state, batch, rng, optimizer, hparams,
         policy.measures_both_halves)

@@ -54,6 +54,22 @@ def test_ema_smooths_a_jump():
   assert 2.0 < state.lr < 3.0  # one measurement moves the ratio of EMAs only a little
 
 
+def test_ema_unit_measurement_keeps_smoothing_across_long_gaps():
+  """50 steps apart, per-step decay forgets (0.9 ** 50 = 0.5%); per-measurement does not."""
+  lrs = {}
+  for unit in cdat.EMA_UNITS:
+    config = cdat.CDATConfig(lr_init=1.0, lr_max=1e9, max_growth=1e9, ema_unit=unit)
+    state = cdat.update(config, cdat.init(config), -1.0, 1.0)
+    lrs[unit] = cdat.update(config, state, -1.0, 0.1, steps=50).lr  # raw ratio 2 -> 20
+  w = 0.9**50
+  # n = w 0.1 + (1 - w) 1, d = w 0.1 + (1 - w) 0.1 (zero-started EMAs; the mass cancels)
+  assert lrs['step'] == pytest.approx(2.0 * (w * 0.1 + (1 - w)) / 0.1, rel=1e-9)
+  assert lrs['step'] > 19.0  # a jump straight to the new ratio
+  m = 0.9 * 0.1 + 0.1  # EMA mass after two measurements
+  expected = 2.0 * 1.0 / ((0.9 * 0.1 * 1.0 + 0.1 * 0.1) / m)
+  assert lrs['measurement'] == pytest.approx(expected, rel=1e-9) and lrs['measurement'] < 4.0
+
+
 def test_ascent_before_any_descent_keeps_lr():
   config = cdat.CDATConfig()
   state = run(config, [(0.5, 1.0), (0.0, 2.0)])
@@ -151,7 +167,7 @@ def test_json_round_trip_mid_run_gives_identical_decisions():
 
 @pytest.mark.parametrize('field,value', [
     ('sigma', 0.0), ('ema_decay', 1.0), ('eps', -1.0), ('lr_init', 0.0), ('lr_max', 1e-9),
-    ('max_growth', 0.5), ('min_lr', 1.0)])
+    ('max_growth', 0.5), ('min_lr', 1.0), ('ema_unit', 'epoch')])
 def test_config_validation_names_the_field(field, value):
   with pytest.raises(ValueError, match=f'CDATConfig.{field} = '):
     cdat.CDATConfig(**{field: value})

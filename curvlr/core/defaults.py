@@ -47,12 +47,12 @@ def median_policy(step_hint: int, window: int = 10, debiased: bool = True,
 @functools.lru_cache(maxsize=None)
 def cdat_policy_from_hparams(h: Any) -> CDATPolicy:
   """External tuning: sigma, ema_decay, curvature ('ggn'|'hessian'), measure_every (k);
-  optional: debiased (two-batch g_1.d / d^T G_1 d, default false), lr_max (default
-  CDATConfig's)."""
+  optional: debiased (two-batch g_1.d / d^T G_1 d, default false), lr_max and ema_unit
+  (defaults CDATConfig's)."""
   debiased = getattr(h, 'debiased', None)
-  lr_max = getattr(h, 'lr_max', None)
+  optional = {k: getattr(h, k, None) for k in ('lr_max', 'ema_unit')}
   rule = cdat.CDATConfig(sigma=float(h.sigma), ema_decay=float(h.ema_decay),
-                         **({} if lr_max is None else {'lr_max': float(lr_max)}))
+                         **{k: v for k, v in optional.items() if v is not None})
   return CDATPolicy(rule=rule, schedule=amortization.EveryK(k=int(h.measure_every)),
                     curvature=str(h.curvature), debiased=bool(debiased),
                     biased_diagnostics=bool(debiased))

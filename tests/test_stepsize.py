@@ -1,4 +1,5 @@
 """Curvature step-size submissions: policy logic, PyTorch/JAX parity, checkpoints, 2 devices."""
+import collections
 import copy
 import dataclasses
 import json
@@ -113,6 +114,24 @@ def test_debiased_cdat_feeds_half_1s_scalars_and_logs_both_alphas():
   assert row['alpha_debiased'] == 0.1 and row['alpha_biased'] == 0.5
   assert row['cdat_raw_lr'] == pytest.approx(config.sigma * 0.1)
   assert CDAT_DEBIASED.two_batch and not CDAT_EVERY_2.two_batch and MEDIAN_SMALL.two_batch
+
+
+def test_curvature_calibrated_schedule_shapes_the_cdat_ratio():
+  policy = P.CDATPolicy(schedule=amortization.EveryK(k=1), cosine_step_hint=100)
+  state = P.observe(policy, P.init(policy), 0, P.Measurement(-1.0, 1.0))
+  scale = state.rule.lr  # the bounded ratio
+  assert P.learning_rate(policy, state, 0) == 0.0  # warm-up from 0, as the baseline
+  assert P.learning_rate(policy, state, 1) == pytest.approx(scale / 2)  # w = int(0.02 * 100)
+  assert P.learning_rate(policy, state, 2) == pytest.approx(scale)
+  assert P.learning_rate(policy, state, 51) == pytest.approx(scale / 2)  # cosine midpoint
+  assert P.learning_rate(policy, state, 100) == 0.0
+  plain = dataclasses.replace(policy, cosine_step_hint=None)
+  assert P.learning_rate(plain, state, 51) == scale
+  Point = collections.namedtuple('Point', 'sigma ema_decay curvature measure_every shape')
+  built = defaults.cdat_policy_from_hparams(Point(1.0, 0.9, 'ggn', 10, 'warmup_cosine'), 777)
+  assert built.cosine_step_hint == 777 and not built.debiased
+  with pytest.raises(ValueError, match='shape'):
+    defaults.cdat_policy_from_hparams(Point(1.0, 0.9, 'ggn', 10, 'cosine'), 777)
 
 
 @pytest.mark.parametrize('change, message', [

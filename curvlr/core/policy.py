@@ -25,7 +25,8 @@ import logging
 import math
 from typing import Callable, NamedTuple, Optional, Union
 
-from curvlr.core import amortization, cdat, guards, interval_median, workload_support
+from curvlr.core import amortization, cdat, guards, interval_median, schedules, workload_support
+from curvlr.core.schedules import NADAMW_BASELINE
 
 CURVATURES = ('ggn', 'hessian')
 
@@ -65,12 +66,19 @@ class CDATPolicy:
       GGN only, whole batch only.
     biased_diagnostics: with `debiased`, also measure half 2 (one more JVP) so that the
       biased alpha of the same step is logged beside the debiased one.
+    cosine_step_hint: None (CDAT as in the paper: the lr is the bounded ratio). Set,
+      the curvature-calibrated schedule: the ratio sets the scale and the NAdamW
+      baseline's shape sets the course, lr(step) = ratio x warmup_cosine(step, 1, w, T)
+      with w = int(warmup_factor x cosine_step_hint), T = cosine_step_hint - w (the
+      baseline's warm-up and its cosine to 0), so the lr decays as the baseline's does
+      while no constant tied to the baseline's tuned peak bounds it.
   """
   rule: cdat.CDATConfig = cdat.CDATConfig()
   schedule: amortization.Schedule = amortization.Budget(target=0.02)
   curvature: str = 'ggn'
   debiased: bool = False
   biased_diagnostics: bool = False
+  cosine_step_hint: Optional[int] = None
 
   def __post_init__(self):
     guards.check(self, 'curvature', lambda v: v in CURVATURES, f'one of {CURVATURES}')
@@ -80,6 +88,14 @@ class CDATPolicy:
                  'measuring the whole batch when debiased (measure_fraction = 1)')
     guards.check(self, 'biased_diagnostics', lambda v: not v or self.debiased,
                  'False unless debiased')
+    guards.check(self, 'cosine_step_hint', lambda v: v is None or v >= 1, 'None or >= 1')
+
+  def shape(self, step: int) -> float:
+    """The factor in [0, 1] on the ratio at update `step` (1 without cosine_step_hint)."""
+    if self.cosine_step_hint is None:
+      return 1.0
+    warmup = int(NADAMW_BASELINE.warmup_factor * self.cosine_step_hint)
+    return schedules.warmup_cosine(step, 1.0, warmup, max(self.cosine_step_hint - warmup, 1))
 
   @property
   def two_batch(self) -> bool:
@@ -237,7 +253,7 @@ def observe(policy: Policy, state: PolicyState, step: int,
 def learning_rate(policy: Policy, state: PolicyState, step: int) -> float:
   """Absolute lr of update `step` (after any measurement at that step)."""
   if isinstance(policy, CDATPolicy):
-    return cdat.cdat_lr(policy.rule, state.rule)
+    return cdat.cdat_lr(policy.rule, state.rule) * policy.shape(step)
   return interval_median.lr_for_step(policy.rule, state.rule, step)
 
 

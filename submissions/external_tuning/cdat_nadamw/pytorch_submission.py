@@ -1,6 +1,7 @@
 """CDAT on NAdamW directions (PyTorch), external tuning: sigma, ema_decay, curvature
 ('ggn' | 'hessian') and measure_every (measure every k steps) come from
-`tuning_search_spaces/cdat_nadamw.json`; the NAdamW direction is the baseline's."""
+`tuning_search_spaces/cdat_nadamw.json`; optional debiased, lr_max, ema_unit and shape
+(`defaults.cdat_policy_from_hparams`); the NAdamW direction is the baseline's."""
 from curvlr.core import api, batch_sizes
 from curvlr.core.defaults import HPARAMS, cdat_policy_from_hparams
 from curvlr.pytorch import stepsize
@@ -12,8 +13,8 @@ def get_batch_size(workload_name):
 
 def init_optimizer_state(workload, model_params, model_state, hyperparameters, rng):
   del model_state, rng
-  return stepsize.init_optimizer_state(workload, model_params, cdat_policy_from_hparams(hyperparameters),
-                                       HPARAMS)
+  policy = cdat_policy_from_hparams(hyperparameters, workload.step_hint)
+  return stepsize.init_optimizer_state(workload, model_params, policy, HPARAMS)
 
 
 def update_params(workload, current_param_container, current_params_types, model_state,

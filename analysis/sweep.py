@@ -18,6 +18,8 @@ evals (`--eval_every_steps`, load-independent) into
 `DIR/runs/<config>__bs<b>__seed<s>/`; a config with `hparams` runs as an external-tuning
 trial of that one point. A run is done when its `run_summary.json` exists; a rerun of the
 same command skips done runs and restarts unfinished ones (resume a half-finished grid).
+A run in progress holds `DIR/locks/<run>.pid`, so a second sweep on the same directory
+skips it instead of restarting it.
 `--jobs` runs that many in parallel (each run's steps are counted, not timed, so parallel
 runs do not bias steps-to-target; their seconds are then those of a shared machine).
 
@@ -133,10 +135,45 @@ def _write_points(out: str, grid: dict) -> None:
         json.dump([config['hparams']], f)
 
 
+def _claim(out: str, run: Run) -> Optional[str]:
+  """Takes `run`'s lock file (its PID), or None while a live process holds it: a second
+  sweep on the same directory must not restart (--overwrite) a run in progress. A lock
+  whose process is gone is taken over."""
+  os.makedirs(os.path.join(out, 'locks'), exist_ok=True)
+  path = os.path.join(out, 'locks', f'{run.name}.pid')
+  for _ in range(2):
+    try:
+      fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+      try:
+        with open(path) as f:
+          os.kill(int(f.read().strip() or 0), 0)
+        return None  # held by a live process
+      except (ProcessLookupError, ValueError, FileNotFoundError):
+        try:
+          os.remove(path)  # stale
+        except FileNotFoundError:
+          pass
+        continue
+      except PermissionError:
+        return None  # alive, another user's
+    with os.fdopen(fd, 'w') as f:
+      f.write(str(os.getpid()))
+    return path
+  return None
+
+
 def _execute(out: str, grid: dict, run: Run) -> int:
-  os.makedirs(os.path.join(out, 'logs'), exist_ok=True)
-  with open(os.path.join(out, 'logs', f'{run.name}.log'), 'w') as log:
-    return subprocess.call(command(out, grid, run), stdout=log, stderr=subprocess.STDOUT)
+  """Runs `run`; -> the runner's exit code, or -1 when another sweep holds it."""
+  lock = _claim(out, run)
+  if lock is None:
+    return -1
+  try:
+    os.makedirs(os.path.join(out, 'logs'), exist_ok=True)
+    with open(os.path.join(out, 'logs', f'{run.name}.log'), 'w') as log:
+      return subprocess.call(command(out, grid, run), stdout=log, stderr=subprocess.STDOUT)
+  finally:
+    os.remove(lock)
 
 
 def run_grid(out: str, grid: dict, jobs: int = 1) -> List[str]:
@@ -150,10 +187,11 @@ def run_grid(out: str, grid: dict, jobs: int = 1) -> List[str]:
     futures = {pool.submit(_execute, out, grid, r): r for r in todo}
     for k, future in enumerate(concurrent.futures.as_completed(futures), start=1):
       run, rc = futures[future], future.result()
-      if rc:
+      if rc > 0:
         failed.append(run.name)
-      print(f'sweep: [{k}/{len(todo)}] {run.name}: '
-            f'{"failed (rc " + str(rc) + ")" if rc else "done"}', flush=True)
+      status = {0: 'done', -1: 'skipped: another sweep is running it'}.get(
+          rc, f'failed (rc {rc})')
+      print(f'sweep: [{k}/{len(todo)}] {run.name}: {status}', flush=True)
   return failed
 
 
@@ -309,6 +347,29 @@ def plot(out: str, grid: dict, runs: pd.DataFrame, target: float) -> List[str]:
   return paths + [path]
 
 
+def derive_targets(out: str, grid: dict, fraction: float = 0.75) -> dict:
+  """AlgoPerf's target procedure in steps: per seed of the grid's baseline, the best
+  validation (and test) loss among evals at steps <= fraction x step_hint; the targets
+  are the medians over seeds. -> {'validation': median, 'test': median, 'per_seed': ...}."""
+  from curvlr.workloads.criteo import config
+  last = fraction * config.CONFIGS[grid['workload']].step_hint
+  per_seed = {}
+  for run in runs_of(grid):
+    if run.config != grid['baseline'] or not is_done(out, grid, run):
+      continue
+    evals = logs.load_trial(trial_dir(out, grid, run), run.config, 'sweep').evals
+    early = evals[evals['global_step'] <= last]
+    if early.empty or early['global_step'].max() < last - grid['eval_every_steps']:
+      raise ValueError(f'{run.name}: no eval within {grid["eval_every_steps"]} steps of '
+                       f'step {last:g}; the run is too short to set a target.')
+    per_seed[run.seed] = (float(early[METRIC].min()), float(early['test/loss'].min()))
+  if not per_seed:
+    raise ValueError(f'{out}: no finished run of the baseline {grid["baseline"]!r}.')
+  values = np.array(list(per_seed.values()))
+  return {'validation': float(np.median(values[:, 0])), 'test': float(np.median(values[:, 1])),
+          'per_seed': per_seed, 'step': last}
+
+
 def report(out: str, grid: dict, target: float) -> pd.DataFrame:
   """Writes runs.csv, summary.csv, summary.md and plots/; -> the summary."""
   runs = collect(out, grid, target)
@@ -339,8 +400,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   p.add_argument('--target', type=float, default=None,
                  help="validation target to score (default: the workload's)")
   p.add_argument('--report_only', action='store_true', help='summarize what is done, run nothing')
+  p.add_argument('--derive_targets', type=float, default=None, metavar='FRACTION',
+                 help="print the targets AlgoPerf's procedure gives: the baseline's best "
+                      'validation/test loss by FRACTION x step_hint, median over seeds')
+  p.add_argument('--configs', default=None,
+                 help='comma-separated subset of the grid\'s configs (default: all; the '
+                      'baseline is always kept)')
   args = p.parse_args(argv)
   grid = load_grid(args.grid)
+  if args.configs:
+    wanted = set(args.configs.split(',')) | {grid['baseline']}
+    unknown = sorted(wanted - set(grid['configs']))
+    if unknown:
+      raise ValueError(f'--configs: {unknown} not in the grid ({sorted(grid["configs"])}).')
+    grid['configs'] = {k: v for k, v in grid['configs'].items() if k in wanted}
+  if args.derive_targets is not None:
+    targets = derive_targets(args.out, grid, args.derive_targets)
+    for seed, (val, test) in sorted(targets['per_seed'].items()):
+      print(f'seed {seed}: best validation/loss {val:.5f}, test/loss {test:.5f} by step '
+            f'{targets["step"]:g}')
+    print(f'validation_target: {targets["validation"]:.5f}\ntest_target: {targets["test"]:.5f}')
+    return 0
   failed = [] if args.report_only else run_grid(args.out, grid, args.jobs)
   report(args.out, grid, args.target if args.target is not None else _workload_target(grid))
   if failed:

@@ -49,6 +49,8 @@ def test_tiny_grid_runs_resumes_and_reports(tmp_path, tiny_criteo_dir, monkeypat
   os.remove(os.path.join(sweep.trial_dir(out, grid, done), sweep.RUN_SUMMARY))
   assert sweep.main([str(path), f'--out={out}', '--target=10']) == 0
   assert [c[2] for c in calls] == [done]  # only the unfinished run is run again
+  with pytest.raises(ValueError, match='not in the grid'):
+    sweep.main([str(path), f'--out={out}', '--configs=nope'])
 
 
 def test_failed_runs_are_reported_and_exit_nonzero(tmp_path, monkeypatch, capsys):
@@ -57,6 +59,19 @@ def test_failed_runs_are_reported_and_exit_nonzero(tmp_path, monkeypatch, capsys
   with pytest.raises(ValueError, match='no finished run'):
     sweep.main([str(path), f'--out={tmp_path / "out"}'])
   assert 'failed (rc 3)' in capsys.readouterr().out
+
+
+def test_a_run_held_by_a_live_process_is_skipped_not_restarted(tmp_path, monkeypatch):
+  grid = sweep.load_grid(_grid(tmp_path, tmp_path))
+  run = sweep.runs_of(grid)[0]
+  held = sweep._claim(str(tmp_path), run)  # this process holds it
+  monkeypatch.setattr(sweep.subprocess, 'call', lambda *a, **k: pytest.fail('restarted'))
+  assert sweep._execute(str(tmp_path), grid, run) == -1
+  os.remove(held)
+  with open(held, 'w') as f:
+    f.write('999999999')  # a PID that is not running: stale
+  monkeypatch.setattr(sweep.subprocess, 'call', lambda *a, **k: 0)
+  assert sweep._execute(str(tmp_path), grid, run) == 0 and not os.path.exists(held)
 
 
 def test_grid_errors_are_clear(tmp_path):
@@ -103,3 +118,23 @@ def test_summary_counts_misses_and_lists_seeds():
   assert summary.loc['c', 'steps_ratio'] == 0.8
   text = sweep.markdown(summary.reset_index(), 0.14, 'b', 50)
   assert '| default | c | 3 (1) | 80 [' in text
+
+
+def test_derive_targets_takes_the_median_of_the_baselines_best_by_the_fraction(tmp_path):
+  grid = sweep.load_grid(_grid(tmp_path, tmp_path))
+  out = tmp_path / 'out'
+  for seed, values in ((0, [0.20, 0.15, 0.10]), (1, [0.20, 0.16, 0.12])):
+    run = sweep.Run('nadamw', '', {}, None, seed, False)
+    path = pathlib.Path(sweep.trial_dir(out, grid, run))
+    path.mkdir(parents=True)
+    pd.DataFrame({'global_step': [500, 1000, 1500], 'score': [1.0, 2.0, 3.0],
+                  'validation/loss': values, 'test/loss': [v + 0.01 for v in values],
+                  'preemption_count': 0}).to_csv(path / 'eval_measurements.csv', index=False)
+    (path / sweep.RUN_SUMMARY).write_text('{}')
+  grid['eval_every_steps'] = 500
+  targets = sweep.derive_targets(out, grid, 0.75)  # step_hint 1500: evals up to step 1125
+  assert targets['per_seed'] == {0: (0.15, pytest.approx(0.16)), 1: (0.16, pytest.approx(0.17))}
+  assert targets['validation'] == pytest.approx(0.155)
+  grid['eval_every_steps'] = 50
+  with pytest.raises(ValueError, match='too short'):
+    sweep.derive_targets(out, grid, 0.75)

@@ -70,6 +70,24 @@ def test_ema_unit_measurement_keeps_smoothing_across_long_gaps():
   assert lrs['measurement'] == pytest.approx(expected, rel=1e-9) and lrs['measurement'] < 4.0
 
 
+def test_numerator_clip_ema_averages_signed_numerator():
+  """Noisy numerators -3, +1 (g.u = 3, -1): per measurement the ascent enters as 0 and the
+  mean numerator is biased up; after the EMA the signed mean is clipped once."""
+  lrs = {}
+  for clip in cdat.NUMERATOR_CLIPS:
+    config = cdat.CDATConfig(sigma=1.0, ema_decay=0.5, lr_init=1.0, lr_max=1e9,
+                             max_growth=1e9, numerator_clip=clip, eps=0.0)
+    lrs[clip] = run(config, [(-3.0, 1.0), (1.0, 1.0)])
+  # zero-started EMAs at beta 0.5, mass 0.75: n = 0.25 * 3 + 0.5 * (0 or -1)
+  assert lrs['measurement'].lr == pytest.approx(0.75 / 0.75, rel=1e-12)
+  assert lrs['ema'].lr == pytest.approx(0.25 / 0.75, rel=1e-12)
+  assert lrs['ema'].n_ema == pytest.approx(0.25)  # the state holds the signed EMA
+  config = cdat.CDATConfig(sigma=1.0, ema_decay=0.5, lr_init=1.0, lr_max=1e9,
+                           numerator_clip='ema')
+  state = run(config, [(-1.0, 1.0), (3.0, 1.0)])  # signed mean is ascent: ratio 0
+  assert cdat.raw_lr(config, state) == 0.0 and state.lr == config.min_lr
+
+
 def test_ascent_before_any_descent_keeps_lr():
   config = cdat.CDATConfig()
   state = run(config, [(0.5, 1.0), (0.0, 2.0)])
@@ -167,7 +185,8 @@ def test_json_round_trip_mid_run_gives_identical_decisions():
 
 @pytest.mark.parametrize('field,value', [
     ('sigma', 0.0), ('ema_decay', 1.0), ('eps', -1.0), ('lr_init', 0.0), ('lr_max', 1e-9),
-    ('max_growth', 0.5), ('min_lr', 1.0), ('ema_unit', 'epoch')])
+    ('max_growth', 0.5), ('min_lr', 1.0), ('ema_unit', 'epoch'),
+    ('numerator_clip', 'never')])
 def test_config_validation_names_the_field(field, value):
   with pytest.raises(ValueError, match=f'CDATConfig.{field} = '):
     cdat.CDATConfig(**{field: value})

@@ -130,6 +130,13 @@ def test_curvature_calibrated_schedule_shapes_the_cdat_ratio():
   Point = collections.namedtuple('Point', 'sigma ema_decay curvature measure_every shape')
   built = defaults.cdat_policy_from_hparams(Point(1.0, 0.9, 'ggn', 10, 'warmup_cosine'), 777)
   assert built.cosine_step_hint == 777 and not built.debiased
+  assert built.schedule.start == int(0.02 * 777)  # measured from the warm-up's end on
+  Debiased = collections.namedtuple('Debiased', Point._fields + (
+      'debiased', 'biased_diagnostics', 'numerator_clip', 'ema_unit'))
+  built = defaults.cdat_policy_from_hparams(
+      Debiased(2.0, 0.9, 'ggn', 20, 'constant', True, False, 'ema', 'measurement'), 777)
+  assert built.debiased and not built.biased_diagnostics and built.schedule.start == 0
+  assert built.rule.numerator_clip == 'ema' and built.rule.ema_unit == 'measurement'
   with pytest.raises(ValueError, match='shape'):
     defaults.cdat_policy_from_hparams(Point(1.0, 0.9, 'ggn', 10, 'cosine'), 777)
 

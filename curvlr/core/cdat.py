@@ -21,6 +21,10 @@ Choices (documented, tested):
   curvature we measure and keeps the ratio finite; `lr_max` bounds what it lets through.
 - Ascent (g.u >= 0): max(-g.u, 0) = 0 enters the numerator EMA (paper). Until the first
   descent measurement the ratio is 0, which says nothing about the scale, so lr is kept.
+  `numerator_clip='ema'` averages the signed -g.u instead and clips the mean: the choice
+  for an unbiased (two-batch) numerator, whose noise would otherwise be clipped into a
+  bias (E max(X, 0) > max(E X, 0); +37% at the 30% of negative g_1.d measured on
+  criteo_embedded at batch 1024).
 - Negative curvature: |u^T H u| (paper, Appendix C).
 - Non-finite g.u or u^T H u (NaN, inf): the measurement is dropped, the state is
   unchanged apart from `rejected_count`, and lr is kept.
@@ -38,6 +42,7 @@ from curvlr.core import guards
 from curvlr.core.schedules import NADAMW_BASELINE
 
 EMA_UNITS = ('step', 'measurement')
+NUMERATOR_CLIPS = ('measurement', 'ema')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +67,9 @@ class CDATConfig:
       measured gaps on criteo_embedded (44-114 steps) the previous EMA keeps
       0.9 ** 44 = 1% of its weight or less. 'measurement': decay by ema_decay per
       measurement, a time constant of ~1/(1 - ema_decay) measurements.
+    numerator_clip: 'measurement' (default, the paper): each measurement enters the
+      numerator EMA as max(-g.u, 0). 'ema': the EMA holds the signed -g.u and the ratio
+      uses max(EMA, 0), an unbiased mean of a noisy (debiased) numerator.
   """
   sigma: float = 2.0
   ema_decay: float = 0.9
@@ -71,6 +79,7 @@ class CDATConfig:
   max_growth: float = 2.0
   min_lr: float = 0.0
   ema_unit: str = 'step'
+  numerator_clip: str = 'measurement'
 
   def __post_init__(self):
     guards.check(self, 'sigma', lambda v: 0 < v < math.inf, 'finite and > 0')
@@ -83,6 +92,8 @@ class CDATConfig:
     guards.check(self, 'min_lr', lambda v: 0 <= v <= self.lr_init,
                  f'in [0, lr_init ({self.lr_init})]')
     guards.check(self, 'ema_unit', lambda v: v in EMA_UNITS, f'one of {EMA_UNITS}')
+    guards.check(self, 'numerator_clip', lambda v: v in NUMERATOR_CLIPS,
+                 f'one of {NUMERATOR_CLIPS}')
 
 
 class CDATState(NamedTuple):
@@ -90,7 +101,8 @@ class CDATState(NamedTuple):
 
   Attributes:
     lr: lr for the next update (absolute).
-    n_ema: zero-started EMA of max(-g.u, 0), not bias-corrected.
+    n_ema: zero-started EMA of max(-g.u, 0) (of -g.u with numerator_clip='ema'), not
+      bias-corrected.
     d_ema: zero-started EMA of |u^T H u|, not bias-corrected.
     ema_mass: total weight of the EMAs, 1 - prod(betas) (their bias correction).
     count: measurements in the EMAs.
@@ -126,7 +138,7 @@ def raw_lr(config: CDATConfig, state: CDATState) -> Optional[float]:
   denominator = state.d_ema / correction + config.eps
   if denominator <= 0.0:
     return None
-  ratio = config.sigma * (state.n_ema / correction) / denominator
+  ratio = config.sigma * max(state.n_ema / correction, 0.0) / denominator
   return ratio if math.isfinite(ratio) else None
 
 
@@ -152,7 +164,8 @@ def update(config: CDATConfig, state: CDATState, g_dot_u, u_h_u, steps: int = 1)
     raise ValueError(f'cdat.update: steps = {steps}, must be >= 1.')
   beta = config.ema_decay ** (steps if config.ema_unit == 'step' else 1)
   state = state._replace(
-      n_ema=beta * state.n_ema + (1.0 - beta) * max(-g_dot_u, 0.0),
+      n_ema=beta * state.n_ema + (1.0 - beta) * (
+          max(-g_dot_u, 0.0) if config.numerator_clip == 'measurement' else -g_dot_u),
       d_ema=beta * state.d_ema + (1.0 - beta) * abs(u_h_u),
       ema_mass=beta * state.ema_mass + (1.0 - beta),
       count=state.count + 1,

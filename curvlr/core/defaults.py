@@ -47,19 +47,25 @@ def median_policy(step_hint: int, window: int = 10, debiased: bool = True,
 @functools.lru_cache(maxsize=None)
 def cdat_policy_from_hparams(h: Any, step_hint: int) -> CDATPolicy:
   """External tuning: sigma, ema_decay, curvature ('ggn'|'hessian'), measure_every (k);
-  optional: debiased (two-batch g_1.d / d^T G_1 d, default false), lr_max and ema_unit
-  (defaults CDATConfig's), shape ('constant', the default, or 'warmup_cosine': the
-  curvature-calibrated schedule over `step_hint`)."""
-  debiased = getattr(h, 'debiased', None)
+  optional: debiased (two-batch g_1.d / d^T G_1 d, default false), biased_diagnostics
+  (default: as debiased; one more JVP to log the biased alpha), lr_max, ema_unit and
+  numerator_clip (defaults CDATConfig's), shape ('constant', the default, or
+  'warmup_cosine': the curvature-calibrated schedule over `step_hint`, measured from the
+  end of its warm-up on: NAdamW's first directions are sign-like, with a d^T G d ~100x
+  later ones on criteo_embedded, which would hold the ratio of zero-started EMAs down
+  for ~1/(1 - ema_decay) measurements)."""
+  debiased = bool(getattr(h, 'debiased', None))
+  diagnostics = getattr(h, 'biased_diagnostics', None)
   shape = getattr(h, 'shape', None) or 'constant'
   if shape not in ('constant', 'warmup_cosine'):
     raise ValueError(f"CDAT shape {shape!r}: expected 'constant' or 'warmup_cosine'.")
-  optional = {k: getattr(h, k, None) for k in ('lr_max', 'ema_unit')}
+  optional = {k: getattr(h, k, None) for k in ('lr_max', 'ema_unit', 'numerator_clip')}
   rule = cdat.CDATConfig(sigma=float(h.sigma), ema_decay=float(h.ema_decay),
                          **{k: v for k, v in optional.items() if v is not None})
-  return CDATPolicy(rule=rule, schedule=amortization.EveryK(k=int(h.measure_every)),
-                    curvature=str(h.curvature), debiased=bool(debiased),
-                    biased_diagnostics=bool(debiased),
+  start = int(HPARAMS.warmup_factor * step_hint) if shape == 'warmup_cosine' else 0
+  return CDATPolicy(rule=rule, schedule=amortization.EveryK(k=int(h.measure_every), start=start),
+                    curvature=str(h.curvature), debiased=debiased,
+                    biased_diagnostics=debiased if diagnostics is None else bool(diagnostics),
                     cosine_step_hint=step_hint if shape == 'warmup_cosine' else None)
 
 

@@ -1,7 +1,7 @@
 """CDAT on NAdamW directions (PyTorch), external tuning: sigma, ema_decay, curvature
 ('ggn' | 'hessian') and measure_every (measure every k steps) come from
-`tuning_search_spaces/cdat_nadamw.json`; optional debiased, lr_max, ema_unit and shape
-(`defaults.cdat_policy_from_hparams`); the NAdamW direction is the baseline's."""
+`tuning_search_spaces/cdat_nadamw.json`; optional debiased, biased_diagnostics, lr_max,
+ema_unit, numerator_clip and shape (`defaults.cdat_policy_from_hparams`); the NAdamW direction is the baseline's."""
 from curvlr.core import api, batch_sizes
 from curvlr.core.defaults import HPARAMS, cdat_policy_from_hparams
 from curvlr.pytorch import stepsize

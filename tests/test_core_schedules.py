@@ -81,17 +81,21 @@ def test_core_imports_no_framework():
 
 def test_nadamw_from_point_scales_the_peak_and_picks_the_shape():
   Point = collections.namedtuple('Point', ['lr_scale', 'schedule', 'weight_decay'])
-  h, shape = schedules.nadamw_from_point(Point(4.0, 'warmup_constant', None))
-  assert shape == 'warmup_constant'
+  h, shape, horizon = schedules.nadamw_from_point(Point(4.0, 'warmup_constant', None))
+  assert shape == 'warmup_constant' and horizon == 1.0
   assert h == dataclasses.replace(schedules.NADAMW_BASELINE,
                                   learning_rate=4 * schedules.NADAMW_BASELINE.learning_rate)
-  h, shape = schedules.nadamw_from_point(Point(None, None, 0.5))
+  h, shape, _ = schedules.nadamw_from_point(Point(None, None, 0.5))
   assert shape == 'warmup_cosine' and h.weight_decay == 0.5
   assert h.learning_rate == schedules.NADAMW_BASELINE.learning_rate
   with pytest.raises(ValueError, match='unknown'):
     schedules.nadamw_from_point(collections.namedtuple('P', ['learning_rat'])(1e-3))
   with pytest.raises(ValueError, match='schedule'):
     schedules.nadamw_from_point(Point(1.0, 'cosine', None))
+  _, _, horizon = schedules.nadamw_from_point(collections.namedtuple('H', ['horizon'])(0.7))
+  assert horizon == 0.7
+  with pytest.raises(ValueError, match='horizon'):
+    schedules.nadamw_from_point(collections.namedtuple('H', ['horizon'])(1.5))
 
 
 def test_warmup_constant_and_nadamw_lr_shapes():
@@ -102,3 +106,14 @@ def test_warmup_constant_and_nadamw_lr_shapes():
   assert schedules.nadamw_lr(2000, 1500, h, 'warmup_constant') == h.learning_rate
   with pytest.raises(ValueError):
     schedules.nadamw_lr(1, 1500, h, 'linear')
+
+
+def test_nadamw_lr_horizon_ends_the_cosine_earlier_with_the_same_warmup():
+  h = schedules.NADAMW_BASELINE
+  for step in (0, 15, 30):  # the warm-up is the baseline's (int(0.02 * 1500) = 30 steps)
+    assert schedules.nadamw_lr(step, 1500, h, horizon=0.5) == schedules.nadamw_lr(step, 1500, h)
+  assert schedules.nadamw_lr(30 + 360, 1500, h, horizon=0.5) == pytest.approx(h.learning_rate / 2)
+  assert schedules.nadamw_lr(750, 1500, h, horizon=0.5) == 0.0
+  assert schedules.nadamw_lr(749, 1500, h, horizon=0.5) > 0.0
+  with pytest.raises(ValueError, match='horizon'):
+    schedules.nadamw_lr(1, 1500, h, horizon=0.0)

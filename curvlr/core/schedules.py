@@ -64,32 +64,46 @@ def warmup_constant(step: int, peak_lr: float, warmup_steps: int) -> float:
 
 
 def nadamw_lr(step: int, step_hint: int, hparams: NAdamWHParams = NADAMW_BASELINE,
-              shape: str = 'warmup_cosine') -> float:
-  """lr of update `step` for the baseline's warm-up and `shape` after it (`SHAPES`)."""
+              shape: str = 'warmup_cosine', horizon: float = 1.0) -> float:
+  """lr of update `step` for the baseline's warm-up and `shape` after it (`SHAPES`).
+
+  horizon: 'warmup_cosine' decays to 0 at update round(horizon * step_hint) instead of
+  step_hint (the warm-up, int(warmup_factor * step_hint), is the baseline's); the
+  "decay earlier" probe of the headroom grid. In (0, 1].
+  """
+  if not 0 < horizon <= 1:
+    raise ValueError(f'horizon = {horizon}: must be in (0, 1].')
+  warmup = int(hparams.warmup_factor * step_hint)
   if shape == 'warmup_cosine':
-    return nadamw_baseline_lr(step, step_hint, hparams)
+    end = max(round(horizon * step_hint), warmup + 1)
+    return warmup_cosine(step, hparams.learning_rate, warmup, end - warmup)
   if shape == 'warmup_constant':
-    return warmup_constant(step, hparams.learning_rate, int(hparams.warmup_factor * step_hint))
+    return warmup_constant(step, hparams.learning_rate, warmup)
   raise ValueError(f'schedule shape {shape!r}: expected one of {SHAPES}.')
 
 
-def nadamw_from_point(point: Any) -> Tuple[NAdamWHParams, str]:
-  """External tuning: (NAdamWHParams, shape) from a search-space point (a namedtuple).
+def nadamw_from_point(point: Any) -> Tuple[NAdamWHParams, str, float]:
+  """External tuning: (NAdamWHParams, shape, horizon) from a search-space point.
 
   Fields named like NAdamWHParams' replace the baseline's values; `lr_scale` multiplies
   the baseline's learning_rate (the headroom grid: 2^k x the tuned peak, same shape);
-  `schedule` picks the shape (default 'warmup_cosine'). Unknown fields are an error, so
+  `schedule` picks the shape (default 'warmup_cosine') and `horizon` its end as a
+  fraction of step_hint (`nadamw_lr`, default 1). Unknown fields are an error, so
   that a misspelt hyperparameter cannot fall back to the baseline silently.
   """
   values = {k: v for k, v in point._asdict().items() if v is not None}
   shape = values.pop('schedule', 'warmup_cosine')
   scale = float(values.pop('lr_scale', 1.0))
+  horizon = float(values.pop('horizon', 1.0))
   names = {f.name for f in dataclasses.fields(NAdamWHParams)}
   unknown = sorted(set(values) - names)
   if unknown:
     raise ValueError(f'NAdamW hyperparameters {unknown} unknown; expected any of '
-                     f'{sorted(names | {"lr_scale", "schedule"})}.')
+                     f'{sorted(names | {"lr_scale", "schedule", "horizon"})}.')
   if shape not in SHAPES:
     raise ValueError(f'schedule {shape!r}: expected one of {SHAPES}.')
   hparams = dataclasses.replace(NADAMW_BASELINE, **values)
-  return dataclasses.replace(hparams, learning_rate=hparams.learning_rate * scale), shape
+  if not 0 < horizon <= 1:
+    raise ValueError(f'horizon = {horizon}: must be in (0, 1].')
+  return (dataclasses.replace(hparams, learning_rate=hparams.learning_rate * scale), shape,
+          horizon)

@@ -1,6 +1,6 @@
 """NAdamW (JAX), external tuning: the self-tuning baseline's update with the search-space
 point's hyperparameters (`schedules.nadamw_from_point`: any NAdamWHParams field,
-`lr_scale` and `schedule` in {'warmup_cosine', 'warmup_constant'});
+`lr_scale`, `schedule` in {'warmup_cosine', 'warmup_constant'} and `horizon`);
 `sweeps/nadamw_headroom_jax.json` is the headroom grid of issue 11."""
 import functools
 
@@ -22,7 +22,7 @@ def get_batch_size(workload_name):
 def init_optimizer_state(workload: spec.Workload, model_params, model_state,
                          hyperparameters, rng) -> spec.OptimizerState:
   del model_params, model_state, rng
-  h, _ = _from_point(hyperparameters)
+  h, _, _ = _from_point(hyperparameters)
   tx = nadamw_direction(1.0 - h.one_minus_beta1, h.beta2, h.eps, h.weight_decay)
   zeros = jax.tree.map(lambda s: jnp.zeros(s.shape_tuple), workload.param_shapes)
   return sharding.replicate(tx.init(zeros)), tx.update
@@ -35,13 +35,13 @@ def update_params(workload, current_param_container, current_params_types, model
                   hyperparameters, batch, loss_type, optimizer_state, eval_results,
                   global_step, rng, train_state=None) -> spec.UpdateReturn:
   del current_params_types, loss_type, train_state
-  h, shape = _from_point(hyperparameters)
+  h, shape, horizon = _from_point(hyperparameters)
   opt_state, update_fn = optimizer_state
-  lr = schedules.nadamw_lr(global_step, workload.step_hint, h, shape)
+  lr = schedules.nadamw_lr(global_step, workload.step_hint, h, shape, horizon)
   new_opt_state, new_params, new_model_state, loss, grad_norm = _jitted_step(
       workload, h, update_fn, model_state, opt_state, current_param_container,
       train_step.place_batch(batch), rng, jnp.float32(lr))
-  previous_lr = schedules.nadamw_lr(max(global_step - 1, 0), workload.step_hint, h, shape)
+  previous_lr = schedules.nadamw_lr(max(global_step - 1, 0), workload.step_hint, h, shape, horizon)
   if scalar_log.should_log(workload.metrics_logger, global_step, lr, previous_lr, eval_results):
     scalar_log.write(workload.metrics_logger, global_step, loss, grad_norm, lr)
   return (new_opt_state, update_fn), new_params, new_model_state

@@ -16,7 +16,7 @@ def get_batch_size(workload_name):
 def init_optimizer_state(workload: spec.Workload, model_params, model_state,
                          hyperparameters, rng) -> spec.OptimizerState:
   del workload, model_state, rng
-  h, _ = _from_point(hyperparameters)
+  h, _, _ = _from_point(hyperparameters)
   return {'optimizer': NAdamW(model_params.parameters(), betas=(1.0 - h.one_minus_beta1, h.beta2),
                               eps=h.eps, weight_decay=h.weight_decay)}
 
@@ -25,14 +25,14 @@ def update_params(workload, current_param_container, current_params_types, model
                   hyperparameters, batch, loss_type, optimizer_state, eval_results,
                   global_step, rng, train_state=None) -> spec.UpdateReturn:
   del current_params_types, loss_type, train_state
-  h, shape = _from_point(hyperparameters)
+  h, shape, horizon = _from_point(hyperparameters)
   model = current_param_container
   loss, new_model_state = train_step.loss_and_grad(
       workload, model, model_state, batch, rng, dropout_rate=h.dropout_rate,
       label_smoothing=h.label_smoothing)
-  lr = schedules.nadamw_lr(global_step, workload.step_hint, h, shape)
+  lr = schedules.nadamw_lr(global_step, workload.step_hint, h, shape, horizon)
   optimizer_state['optimizer'].step(lr)
-  previous_lr = schedules.nadamw_lr(max(global_step - 1, 0), workload.step_hint, h, shape)
+  previous_lr = schedules.nadamw_lr(max(global_step - 1, 0), workload.step_hint, h, shape, horizon)
   if scalar_log.should_log(workload.metrics_logger, global_step, lr, previous_lr, eval_results):
     scalar_log.write(workload.metrics_logger, global_step, loss, train_step.grad_norm(model), lr)
   return optimizer_state, model, new_model_state

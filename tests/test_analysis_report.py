@@ -105,6 +105,16 @@ def test_clipped_points_are_counted_and_marked():
   assert len(ax.lines) == 2  # one marker set above, one below
 
 
+def test_a_submission_entirely_outside_the_y_range_says_so():
+  # v0.6 external imagenet_vit: the diverged baseline (accuracy 0.001) is all at the edge.
+  low = [plots.Curve(np.array([1.0, 2.0]), np.array([1, 2]), np.array([0.001, np.nan]))] * 3
+  assert plots.outside_note(low, (0.6, 0.8)) == '; all 3 evals below the y range'
+  mixed = [plots.Curve(np.array([1.0, 2.0]), np.array([1, 2]), np.array([0.001, 0.9]))]
+  assert plots.outside_note(mixed, (0.6, 0.8)) == '; all 2 evals outside the y range'
+  inside = [plots.Curve(np.array([1.0]), np.array([1]), np.array([0.7]))]
+  assert plots.outside_note(inside, (0.6, 0.8)) == ''
+
+
 def test_speedups_fill_missed_targets_with_budget_plus_one(tmp_path):
   (tmp_path / 'targets.json').write_text(json.dumps({'toy': TOY}))
   for sub, hit in (('nadamw', 1), ('other', None)):

@@ -397,7 +397,7 @@ def score_trials(trials: Sequence[logs.Trial], targets: Mapping[str, targets_lib
     alternative = profile_of(other, [])[5]
     changed = ', '.join(f'{name} {scores[name]:.4f} -> {alternative[name]:.4f}'
                         for name in scores.index if abs(scores[name] - alternative[name]) > 0)
-    notes.append(f'{len(ties)} tie(s) between trials decided a study (tie rule {tie_break!r}; '
+    notes.insert(0, f'{len(ties)} tie(s) between trials decided a study (tie rule {tie_break!r}; '
                  'AlgoPerf takes whichever trial os.listdir lists first, which depends on the '
                  f'filesystem). With --tie_break {other}: ' + (changed or 'same scores') +
                  '. Ties: ' + '; '.join(ties))

@@ -51,7 +51,7 @@ def test_report_cli_writes_markdown_csv_and_plots(tmp_path, capsys):
   headings = [line for line in md.splitlines() if line.startswith('## ')]
   assert headings[:2] == ['## Steps to target (load-independent)',
                           '## AlgoPerf score (time-based)']
-  assert 'self-tuning ruleset (from the logs' in md
+  assert 'self-tuning ruleset (version v0.6: from the logs' in md
   assert '1 scored workloads: toy' in md
   assert '| unknown  | 1500     | 1.5 x 1000 s, targets file' in md  # budget stated
   assert '![curves_toy.png](curves_toy.png)' in md

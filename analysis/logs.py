@@ -61,6 +61,7 @@ WORKLOAD_DIR_RE = re.compile(r'(.*)_(jax|pytorch)')
 TIMESTAMP_RE = r'-\d{4}(-\d{2}){5}'
 EVAL_FILE = 'eval_measurements.csv'
 MEASUREMENTS_FILE = 'measurements.csv'
+MISSING_EVALS = 'missing; trial dropped, as AlgoPerf does'
 TIME_COLUMN = 'score'  # == accumulated_submission_time (AlgoPerf's time_col)
 _JSON_FILE_RE = re.compile(r'(meta_data|flags)_(\d+)\.json')
 _LAYOUT_DEPTHS = {4: 'submission dir', 3: 'one submission', 2: 'one experiment'}
@@ -261,7 +262,7 @@ def load_trial(path: str, submission: str, study: str,
     notes += csv_notes
   else:
     evals = pd.DataFrame()
-    _note(notes, f'{evals_path}: missing; trial dropped, as AlgoPerf does')
+    _note(notes, f'{evals_path}: {MISSING_EVALS}')
   _check_evals(evals_path, evals, notes)
   jsons = _json_by_preemption(path, notes)
   meta = jsons['meta_data'][min(jsons['meta_data'])] if jsons['meta_data'] else {}
@@ -377,9 +378,21 @@ def _load_root(root: str, notes: List[str]) -> List[Trial]:
                                 listings))
                  for parts in sub_dirs]
   trials = [load_trial(*args) for args in placed]
+  kept = [t for t in trials if os.path.exists(os.path.join(t.path, EVAL_FILE))]
   for t in trials:
-    notes += t.notes
-  return [t for t in trials if os.path.exists(os.path.join(t.path, EVAL_FILE))]
+    notes += [n for n in t.notes if not n.endswith(MISSING_EVALS)]
+  notes += _dropped_notes([t for t in trials if t not in kept])
+  return kept
+
+
+def _dropped_notes(dropped: Sequence[Trial]) -> List[str]:
+  """One note per (submission, workload) naming its trials without an eval file."""
+  groups = {}
+  for t in dropped:
+    groups.setdefault((t.submission, t.workload), []).append(t)
+  return [f'{submission}/{workload}: {len(ts)} trial(s) without {EVAL_FILE} dropped, as '
+          f'AlgoPerf does ({", ".join(f"{t.study}/trial_{t.trial}" for t in ts)}; e.g. '
+          f'{ts[0].path})' for (submission, workload), ts in sorted(groups.items())]
 
 
 def _check_frameworks(trials: List[Trial], split: bool) -> List[Trial]:

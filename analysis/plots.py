@@ -127,6 +127,16 @@ def _x_limit(data_end: float, cuts: Sequence[Cut]) -> Tuple[float, List[Cut]]:
   return right, [c for c in cuts if c.x <= right]
 
 
+def outside_note(curves: Sequence[Curve], limits: Tuple[float, float]) -> str:
+  """'; all evals below/above the y range' when none of a submission's evals is inside it."""
+  y = np.concatenate([np.zeros(0)] + [np.asarray(c.y, dtype=float) for c in curves])
+  y = y[np.isfinite(y)]
+  if y.size == 0 or ((y >= limits[0]) & (y <= limits[1])).any():
+    return ''
+  side = 'below' if (y < limits[0]).all() else 'above' if (y > limits[1]).all() else 'outside'
+  return f'; all {y.size} evals {side} the y range'
+
+
 def _draw_curves(ax, curves: Mapping[str, Sequence[Curve]], x_name: str, target: float,
                  limits: Tuple[float, float], x_max: Optional[float],
                  colors: Mapping[str, str], legend: bool) -> int:
@@ -135,18 +145,20 @@ def _draw_curves(ax, curves: Mapping[str, Sequence[Curve]], x_name: str, target:
   first = next(iter(curves), None)
   for name, study_curves in curves.items():
     color, n = colors[name], len(study_curves)
+    outside = outside_note(study_curves, limits)
     if n > 1:
       grid, median, low, high = median_band([(getattr(c, x_name), c.y) for c in study_curves],
                                             x_max=x_max)
       ax.plot(grid, median, color=color, linewidth=2,
-              label=f'{name}: median of {n} studies (band: min-max)' if legend else None)
+              label=f'{name}: median of {n} studies (band: min-max){outside}' if legend
+              else None)
       ax.fill_between(grid, low, high, color=color, alpha=0.15, linewidth=0)
     for i, curve in enumerate(study_curves):
       x_raw = np.asarray(getattr(curve, x_name), dtype=float)
       x, y = _clean(x_raw, curve.y)
       ax.plot(x, y, color=color, linewidth=1 if n > 1 else 1.8, alpha=0.5 if n > 1 else 1,
               marker='o', markersize=3,
-              label=f'{name} (1 study)' if legend and n == 1 else None)
+              label=f'{name} (1 study{outside})' if legend and n == 1 else None)
       clipped += mark_clipped(ax, x, y, limits, color)
       if n > 1 and x.size:
         ax.plot(x[-1], y[-1], marker='x', color=color, markersize=7, linestyle='none',

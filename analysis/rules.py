@@ -150,3 +150,17 @@ def resolve(detected: Detected, version: Optional[str] = None,
   chosen_ruleset = _pick('tuning ruleset', '--tuning_ruleset', ruleset, detected.ruleset,
                          detected.ruleset_evidence, DEFAULT_RULESET, override, notes)
   return chosen_version, chosen_ruleset, notes
+
+
+def _source(kind: str, chosen: str, logged: Optional[str], evidence: str) -> str:
+  if logged is None:
+    return f'{kind} {chosen}: not in the logs ({evidence})'
+  if chosen == logged:
+    return f'{kind} {chosen}: from the logs ({evidence})'
+  return f'{kind} {chosen}: FORCED by --override_rules, the logs say {logged} ({evidence})'
+
+
+def provenance(detected: Detected, version: str, ruleset: str) -> str:
+  """Where the scored version and ruleset came from: the logs, a default or an override."""
+  return '; '.join((_source('version', version, detected.version, detected.version_evidence),
+                    _source('ruleset', ruleset, detected.ruleset, detected.ruleset_evidence)))

@@ -123,8 +123,7 @@ def score_directory(submission_dirs: Sequence[str], targets_file: Optional[str] 
   settings = dict(result.settings, submission_dirs=list(submission_dirs),
                   targets=targets_source, hardware=hardware_arg,
                   hardware_tables=[hardware.DEFAULT_TABLE] + list(hardware_tables),
-                  rules_from=f'version: {detected.version_evidence}; ruleset: '
-                  f'{detected.ruleset_evidence}')
+                  rules_from=rules_lib.provenance(detected, version, ruleset))
   notes = rule_notes + _meta_notes(experiment.trials, budgets) + result.notes
   return Scored(result._replace(settings=settings, notes=notes), experiment, targets)
 
@@ -218,16 +217,30 @@ def write_scores(scored: Scored, output_dir: str) -> List[str]:
   return paths
 
 
+def tie_sentence(result: scoring.ScoreResult) -> str:
+  """Which tie rule decided how many studies, and what the other rule scores; '' if none."""
+  if not result.ties:
+    return ''
+  rule = result.settings['tie_break']
+  other = next(r for r in scoring.TIE_BREAKS if r != rule)
+  changed = [f'{name} {result.alternative_scores[name]:.4f} (not {result.scores[name]:.4f})'
+             for name in result.scores.index
+             if result.alternative_scores[name] != result.scores[name]]
+  count = len(result.ties)
+  return (f'Tie rule {rule!r} decided {count} stud{"y" if count == 1 else "ies"} (trials '
+          'first reaching the target at the same eval; AlgoPerf takes the first in os.listdir '
+          f'order); --tie_break {other} gives ' +
+          (', '.join(changed) if changed else 'the same scores'))
+
+
 def rules_line(result: scoring.ScoreResult) -> str:
-  """One sentence: the rules scored under and where they came from, and the tie rule."""
+  """The rules scored under and where each came from, and what a tie decided."""
   s = result.settings
-  line = (f'AlgoPerf {s["version"]} scoring, {s["ruleset"]} ruleset (from the logs: '
-          f'{s.get("rules_from", "not read")}); ratios against {s["reference"]}; '
+  line = (f'AlgoPerf {s["version"]} scoring, {s["ruleset"]} ruleset '
+          f'({s.get("rules_from", "source not recorded")}); ratios against {s["reference"]}; '
           f'tau = {s["taus"]}')
-  if result.ties:
-    line += (f'. Tie rule {s["tie_break"]!r} decided {len(result.ties)} stud'
-             f'{"y" if len(result.ties) == 1 else "ies"} (see notes)')
-  return line
+  ties = tie_sentence(result)
+  return f'{line}. {ties}' if ties else line
 
 
 def summary_text(scored: Scored, max_notes: int = 20) -> str:

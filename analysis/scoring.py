@@ -27,7 +27,8 @@ Deviations from AlgoPerf's code:
     hardware's budget, see analysis.hardware; the runner evaluates only while
     accumulated_submission_time < budget, so this is the eval the runner would
     have made). AlgoPerf's scoring applies no budget; on logs its runner wrote on
-    the table's hardware this changes nothing. Budget None disables the cut.
+    the table's hardware this changes nothing (checked on every published set). Hits
+    lost to the cut are noted. Budget None disables the cut.
   - Evals with a NaN/inf `score` never count as hits (AlgoPerf: NaN time).
   - A trial without eval_measurements.csv is dropped, as in AlgoPerf (a study left
     without trials then leaves the median); see analysis.logs.
@@ -346,6 +347,18 @@ def _nan_metric_notes(trial_rows: pd.DataFrame) -> List[str]:
   return notes
 
 
+def _after_budget_note(trial_rows: pd.DataFrame) -> List[str]:
+  """One note naming the trials whose only target hits came at or after their budget."""
+  late = trial_rows[trial_rows['reached_after_budget']]
+  if late.empty:
+    return []
+  where = ', '.join(f'{s}/{w} ({len(g)})' for (s, w), g in late.groupby(['submission',
+                                                                         'workload']))
+  return [f'{len(late)} trial(s) reach the target only at or after their budget and count as '
+          f'not reached here: {where}. AlgoPerf\'s scoring code applies no budget (its runner '
+          'stops at the budget); --hardware none scores without the cut']
+
+
 def score_trials(trials: Sequence[logs.Trial], targets: Mapping[str, targets_lib.Target],
                  rules: Rules, budgets: Mapping[str, hardware.Budget],
                  self_tuning: bool = False, reference: Optional[str] = None,
@@ -371,7 +384,7 @@ def score_trials(trials: Sequence[logs.Trial], targets: Mapping[str, targets_lib
   no_budget = hardware.Budget(None, hardware.UNKNOWN, 'no budget given')
   trial_rows = pd.DataFrame([_trial_row(t, targets[t.workload], budgets.get(t.path, no_budget))
                              for t in trials])
-  notes += _nan_metric_notes(trial_rows)
+  notes += _after_budget_note(trial_rows) + _nan_metric_notes(trial_rows)
   present = sorted(trial_rows['workload'].unique())
   algoperf_mode, profile_workloads, variants, unscored = _workload_sets(present, rules)
   _check_counts(trial_rows, rules, self_tuning, strict, algoperf_mode, notes)
@@ -397,7 +410,7 @@ def score_trials(trials: Sequence[logs.Trial], targets: Mapping[str, targets_lib
     alternative = profile_of(other, [])[5]
     changed = ', '.join(f'{name} {scores[name]:.4f} -> {alternative[name]:.4f}'
                         for name in scores.index if abs(scores[name] - alternative[name]) > 0)
-    notes.append(f'{len(ties)} tie(s) between trials decided a study (tie rule {tie_break!r}; '
+    notes.insert(0, f'{len(ties)} tie(s) between trials decided a study (tie rule {tie_break!r}; '
                  'AlgoPerf takes whichever trial os.listdir lists first, which depends on the '
                  f'filesystem). With --tie_break {other}: ' + (changed or 'same scores') +
                  '. Ties: ' + '; '.join(ties))

@@ -77,7 +77,10 @@ def test_missing_csv_drops_the_trial_as_algoperf_with_note(tmp_path):
   scored = score.score_directory([str(tmp_path)], self_tuning=True)
   assert list(scored.result.studies['time_s']) == [100.0, 200.0]
   assert list(scored.result.studies['study']) == ['study_0', 'study_1']
-  assert sum('missing; trial dropped' in n for n in scored.experiment.notes) == 2
+  dropped = [n for n in scored.experiment.notes if 'dropped, as AlgoPerf does' in n]
+  assert len(dropped) == 1  # one note per (submission, workload), naming every trial
+  assert dropped[0].startswith('sub/criteo1tb: 2 trial(s) without eval_measurements.csv')
+  assert 'study_1/trial_1, study_2/trial_1' in dropped[0]
 
 
 def test_empty_and_header_only_files(tmp_path):

@@ -81,6 +81,9 @@ def test_v06_external_fastmri_tie_is_named_with_both_rules_scores():
   assert result.alternative_scores is not None
   note = next(n for n in result.notes if 'tie(s) between trials' in n)
   assert 'With --tie_break listdir' in note and 'shampoo/fastmri/study_0' in note
+  assert result.notes[0] is note  # first, so a truncated note list still shows it
+  line = score.rules_line(result)
+  assert "Tie rule 'trial_number' decided" in line and '--tie_break listdir gives' in line
 
 
 @pytest.mark.parametrize('order', ['trial_number', 'reversed'])

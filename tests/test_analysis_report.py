@@ -51,7 +51,7 @@ def test_report_cli_writes_markdown_csv_and_plots(tmp_path, capsys):
   headings = [line for line in md.splitlines() if line.startswith('## ')]
   assert headings[:2] == ['## Steps to target (load-independent)',
                           '## AlgoPerf score (time-based)']
-  assert 'self-tuning ruleset (from the logs' in md
+  assert 'self-tuning ruleset (version v0.6: from the logs' in md
   assert '1 scored workloads: toy' in md
   assert '| unknown  | 1500     | 1.5 x 1000 s, targets file' in md  # budget stated
   assert '![curves_toy.png](curves_toy.png)' in md
@@ -103,6 +103,16 @@ def test_clipped_points_are_counted_and_marked():
   assert plots.mark_clipped(ax, np.array([1, 2, 3, 4]), np.array([5.0, 0.5, -3.0, 0.2]),
                             (0.0, 1.0), 'red') == 2
   assert len(ax.lines) == 2  # one marker set above, one below
+
+
+def test_a_submission_entirely_outside_the_y_range_says_so():
+  # v0.6 external imagenet_vit: the diverged baseline (accuracy 0.001) is all at the edge.
+  low = [plots.Curve(np.array([1.0, 2.0]), np.array([1, 2]), np.array([0.001, np.nan]))] * 3
+  assert plots.outside_note(low, (0.6, 0.8)) == '; all 3 evals below the y range'
+  mixed = [plots.Curve(np.array([1.0, 2.0]), np.array([1, 2]), np.array([0.001, 0.9]))]
+  assert plots.outside_note(mixed, (0.6, 0.8)) == '; all 2 evals outside the y range'
+  inside = [plots.Curve(np.array([1.0]), np.array([1]), np.array([0.7]))]
+  assert plots.outside_note(inside, (0.6, 0.8)) == ''
 
 
 def test_speedups_fill_missed_targets_with_budget_plus_one(tmp_path):

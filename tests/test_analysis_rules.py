@@ -89,6 +89,10 @@ def test_flags_confirm_contradict_or_override(tmp_path):
   forced = score.score_directory([str(tmp_path)], version='v0.6', override_rules=True).result
   assert forced.trials['budget_s'].iloc[0] == 1.5 * 4430  # v0.6 table, self-tuning factor
   assert any('v0.6 (--override_rules) although the logs say v0.5' in n for n in forced.notes)
+  line = score.rules_line(forced)
+  assert 'version v0.6: FORCED by --override_rules, the logs say v0.5' in line
+  assert 'ruleset self: from the logs' in line
+  assert 'FORCED' not in score.rules_line(score.score_directory([str(tmp_path)]).result)
 
 
 def test_cli_refusal_names_the_flag(tmp_path, capsys):

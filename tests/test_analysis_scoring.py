@@ -210,6 +210,10 @@ def test_self_tuning_budget_factor(tmp_path):
   write_submission(tmp_path, 'sub', [[1]] * 3, times=(100, 9000, 9100))
   assert score_dir(tmp_path).raw_times.loc['sub', 'criteo1tb'] == math.inf
   assert score_dir(tmp_path).trials['reached_after_budget'].all()
+  (note,) = [n for n in score_dir(tmp_path).notes if 'at or after their budget' in n]
+  assert note.startswith('3 trial(s) reach the target only at or after their budget')
+  assert 'sub/criteo1tb (3)' in note and '--hardware none' in note
+  assert not any('after their budget' in n for n in score_dir(tmp_path, self_tuning=True).notes)
   assert score_dir(tmp_path, self_tuning=True).raw_times.loc['sub', 'criteo1tb'] == 9000
   assert score_dir(tmp_path, hardware_arg='none').raw_times.loc['sub', 'criteo1tb'] == 9000
   # v0.5: x3 (3 studies say v0.6, so re-scoring as v0.5 needs the override).

@@ -43,12 +43,15 @@ def init_weights(kind, seed=0):
           'b2': np.zeros(out, np.float32)}
 
 
-def batch(kind, size, seed=0):
-  """Numpy batch dict in AlgoPerf's layout for `kind`; `size` examples (graphs)."""
+def batch(kind, size, seed=0, num_nodes=None):
+  """Numpy batch dict in AlgoPerf's layout for `kind`; `size` examples (graphs). ogbg:
+  the padding graph holds the nodes up to `num_nodes` (>= 1, default 1), as jraph pads."""
   rng = np.random.default_rng(seed)
   out = KINDS[kind]['out']
   if kind == 'ogbg':
-    n_node = np.append(rng.integers(1, 4, size - 1), 1).astype(np.int32)
+    n_node = rng.integers(1, 4, size - 1)
+    pad = 1 if num_nodes is None else num_nodes - int(n_node.sum())
+    n_node = np.append(n_node, pad).astype(np.int32)
     inputs = Graphs(rng.normal(size=(int(n_node.sum()), 8)).astype(np.float32), n_node)
     targets = (rng.random((size,) + out) < 0.3).astype(np.float32)
     weights = (rng.random((size,) + out) < 0.8).astype(np.float32)
@@ -181,6 +184,16 @@ class TorchWorkload(_Base):
            'ones_like': torch.ones_like}
     summed, n, per = _loss_sums(ops, self.kind, label_batch, logits_batch, mask_batch)
     return {'summed': summed, 'n_valid_examples': n, 'per_example': per}
+
+
+def device_blocks(size, num_nodes, seed, blocks=2):
+  """ogbg batches of `blocks` devices, each `size` graphs and `num_nodes` nodes (its last
+  graph padding), as AlgoPerf lays them out: -> (global batch, [per-device batches])."""
+  parts = [batch('ogbg', size, seed=seed * blocks + k, num_nodes=num_nodes)
+           for k in range(blocks)]
+  glued = {k: np.concatenate([p[k] for p in parts]) for k in ('targets', 'weights')}
+  glued['inputs'] = Graphs(*(np.concatenate(f) for f in zip(*(p['inputs'] for p in parts))))
+  return glued, parts
 
 
 def torch_batch(numpy_batch):

@@ -3,8 +3,14 @@ frameworks, dropout on: ogbg's graph batches (masked per-task sigmoid, odd graph
 two-batch halves by graph), and fastMRI's MAE, whose GGN is 0 (the Hessian is measured
 instead)."""
 import dataclasses
+import json
 import math
+import os
+import pathlib
 import statistics
+import subprocess
+import sys
+import textwrap
 
 import jax
 import numpy as np
@@ -16,6 +22,7 @@ from curvlr.jax import stepsize as jax_stepsize
 from curvlr.pytorch import stepsize as torch_stepsize
 import structural_workloads as sw
 
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 HP = dataclasses.replace(defaults.HPARAMS, dropout_rate=0.1)
 HP_NO_DROPOUT = dataclasses.replace(defaults.HPARAMS, dropout_rate=0.0)
 CDAT = P.CDATPolicy(schedule=amortization.EveryK(k=1))
@@ -33,8 +40,11 @@ class Recorder:
       self.rows.append((global_step, dict(metrics)))
 
 
-def run(framework, kind, policy, steps, size, hparams=HP, data_dropout=False):
-  """-> (measurement rows, final policy state)."""
+def run(framework, kind, policy, steps, size, hparams=HP, data_dropout=False,
+        batches=None):
+  """-> (measurement rows, final policy state). batches: step -> numpy batch (default
+  `sw.batch(kind, size, seed=step)`); PyTorch wraps the model in DDP under a process group."""
+  batches = batches or (lambda step: sw.batch(kind, size, seed=step))
   if framework == 'jax':
     workload = sw.JaxWorkload(kind)
     params, _ = workload.init_model_fn()
@@ -43,11 +53,13 @@ def run(framework, kind, policy, steps, size, hparams=HP, data_dropout=False):
     workload = sw.TorchWorkload(kind)
     torch.manual_seed(0)
     params, _ = workload.init_model_fn()
+    if torch.distributed.is_initialized():
+      params = torch.nn.parallel.DistributedDataParallel(params)
     opt_state = torch_stepsize.init_optimizer_state(workload, params, policy, hparams)
   workload.data_dropout = data_dropout
   workload.metrics_logger = Recorder()
   for step in range(steps):
-    batch = sw.batch(kind, size, seed=step)
+    batch = batches(step)
     if framework == 'jax':
       opt_state, params, _ = jax_stepsize.update_params(
           policy, hparams, workload, params, None, batch, jax.random.PRNGKey(step), opt_state,
@@ -182,3 +194,48 @@ def test_graph_halves_rebuild_the_batch_gradient(framework, empty_half):
   two_batch, full, measured = _two_batch_and_full(framework, batch)
   assert two_batch == pytest.approx(full, rel=1e-5)
   assert np.isnan(measured).all() if empty_half else np.isfinite(measured).all()
+
+
+_BLOCKS = dict(size=9, num_nodes=24)  # per device: 9 graphs (odd), the last padding
+
+
+def _torch_rank(rank, init_file, out_dir):
+  torch.distributed.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank,
+                                       world_size=2)
+  torch.set_num_threads(1)
+  rows, _ = run('pytorch', 'ogbg', MEDIAN, 5, None, hparams=HP_NO_DROPOUT,
+                batches=lambda step: sw.device_blocks(seed=step, **_BLOCKS)[1][rank])
+  torch.save(rows, os.path.join(out_dir, f'rank{rank}.pt'))
+  torch.distributed.destroy_process_group()
+
+
+_JAX_TWO_DEVICES = textwrap.dedent("""
+    import json, jax
+    assert jax.device_count() == 2, jax.devices()
+    import test_structural_workloads as t
+    rows, _ = t.run('jax', 'ogbg', t.MEDIAN, 5, None, hparams=t.HP_NO_DROPOUT,
+                    batches=lambda step: t.sw.device_blocks(seed=step, **t._BLOCKS)[0])
+    print('ROWS', json.dumps(rows))
+""")
+
+
+def test_graph_halves_on_two_devices_agree_across_frameworks(tmp_path):
+  """Two devices, one odd block of graphs each: JAX (2 virtual devices, the batch sharded)
+  and PyTorch (2 gloo ranks, DDP) take the same halves (positions within each block) and
+  reduce them to the same scalars and lr."""
+  torch.multiprocessing.spawn(_torch_rank, args=(str(tmp_path / 'init'), str(tmp_path)),
+                              nprocs=2, join=True)
+  keys = ('gd_1', 'dGd_1', 'lr')
+  ranks = [[(s, {k: row[k] for k in keys}) for s, row in torch.load(tmp_path / f'rank{r}.pt')]
+           for r in range(2)]
+  assert ranks[0] == ranks[1]  # the same reduced scalars on every rank
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2',
+             PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / 'tests')]), JAX_PLATFORMS='cpu')
+  proc = subprocess.run([sys.executable, '-c', _JAX_TWO_DEVICES], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  jax_rows = json.loads(proc.stdout.split('ROWS', 1)[1])
+  assert [s for s, _ in jax_rows] == [s for s, _ in ranks[0]] == [2, 3, 4]
+  for (_, row_j), (_, row_t) in zip(jax_rows, ranks[0]):
+    for key in keys:
+      assert row_j[key] == pytest.approx(row_t[key], rel=2e-3), key

@@ -38,7 +38,14 @@ Why:
 - CTC is not convex in the logits: its output Hessian is indefinite (u^T M u = -2e9 was
   measured on conformer). CDAT's rule takes |u^T M u| (the paper's negative-curvature
   rule, `cdat.py`), which is defined; the interval-median's alpha would change sign, so
-  it is refused until a PSD surrogate (a per-frame softmax Fisher) exists.
+  it is refused until a PSD surrogate exists. The one to build: with l = -log sum_pi
+  exp(sum_t z_{t,pi_t}) + sum_t logsumexp(z_t) over a sequence's unpadded frames, the
+  output Hessian is F - C, F = blockdiag_t(diag p_t - p_t p_t^T) (the per-frame softmax
+  Fisher, PSD, closed form as SOFTMAX's) and C the covariance of the alignment
+  posterior's one-hot frames (PSD). F >= F - C, so d^T F d bounds the curvature from
+  above (a smaller, safe step). Needs: the surrogate in both `curvature.py` oracles
+  (masked by logit paddings), `halves='rows'` for librispeech's tuple batches, and a
+  CTC-shaped structural workload with a parity test; not done yet.
 
 Workloads are recognised by their module (`algoperf.workloads.<base>....`, variants
 included), by an `algoperf_base` attribute (test doubles, third-party workloads), or,

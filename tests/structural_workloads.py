@@ -1,16 +1,31 @@
 """Small workloads whose batches have the structure, dtypes and losses of AlgoPerf's.
 
-A tanh MLP on (B, 8) inputs in both frameworks (same initial weights), with the batch
-and loss conventions of one AlgoPerf workload (`algoperf_base` tells
+A tanh MLP in both frameworks (same initial weights), with the batch and loss
+conventions of one AlgoPerf workload (`algoperf_base` tells
 `curvlr.core.workload_support` which):
-  ogbg     sigmoid per task, targets and mask (B, 128), B odd (AlgoPerf pads a graph);
-           `loss_type` SOFTMAX as AlgoPerf's ogbg says.
-  fastmri  MAE over (B, 4, 4) images, per-example weights (B,).
+  ogbg     graph batches: `inputs` a `Graphs` tuple of (N, 8) node features and (B,)
+           node counts (the last graph is padding, one node, weight 0), as jraph's
+           GraphsTuple; the MLP runs per node (dropout per node) and sums each graph's
+           nodes, so graphs do not interact and rows of `nodes` are not graphs. Sigmoid
+           per task, targets and mask (B, 128), B odd; `loss_type` SOFTMAX as
+           AlgoPerf's ogbg says.
+  fastmri  MAE over (B, 4, 4) images from (B, 8) inputs, per-example weights (B,).
 Not a model of those workloads: only what a curvature driver sees of them.
+
+`data_dropout = True` replaces the frameworks' random dropout masks by one drawn from
+the batch (`_data_keep`), so that PyTorch and JAX apply identical masks: a parity check.
 """
+from typing import NamedTuple
+
 import numpy as np
 
 from curvlr import spec
+
+
+class Graphs(NamedTuple):
+  """The fields of a jraph.GraphsTuple the test model reads."""
+  nodes: np.ndarray   # (N, 8) float32
+  n_node: np.ndarray  # (B,) int32, N = n_node.sum()
 
 KINDS = {
     'ogbg': dict(loss_type=spec.LossType.SOFTMAX_CROSS_ENTROPY, out=(128,)),
@@ -28,16 +43,21 @@ def init_weights(kind, seed=0):
           'b2': np.zeros(out, np.float32)}
 
 
-def batch(kind, size, seed=0):
-  """Numpy batch dict in AlgoPerf's layout for `kind`."""
+def batch(kind, size, seed=0, num_nodes=None):
+  """Numpy batch dict in AlgoPerf's layout for `kind`; `size` examples (graphs). ogbg:
+  the padding graph holds the nodes up to `num_nodes` (>= 1, default 1), as jraph pads."""
   rng = np.random.default_rng(seed)
-  inputs = rng.normal(size=(size, 8)).astype(np.float32)
   out = KINDS[kind]['out']
   if kind == 'ogbg':
+    n_node = rng.integers(1, 4, size - 1)
+    pad = 1 if num_nodes is None else num_nodes - int(n_node.sum())
+    n_node = np.append(n_node, pad).astype(np.int32)
+    inputs = Graphs(rng.normal(size=(int(n_node.sum()), 8)).astype(np.float32), n_node)
     targets = (rng.random((size,) + out) < 0.3).astype(np.float32)
     weights = (rng.random((size,) + out) < 0.8).astype(np.float32)
     weights[-1] = 0.0  # the padding graph
   else:
+    inputs = rng.normal(size=(size, 8)).astype(np.float32)
     targets = rng.normal(size=(size,) + out).astype(np.float32)
     weights = np.ones(size, np.float32)
   return {'inputs': inputs, 'targets': targets, 'weights': weights}
@@ -54,7 +74,30 @@ def _loss_sums(np_like, kind, targets, logits, mask):
   return (per * mask).sum(), mask.sum(), per * mask
 
 
+def _data_keep(np_like, batch, shape, rate):
+  """A dropout keep-mask of `shape` (rows: nodes or examples) drawn from the batch's
+  integer content (which examples have weight), identical in both frameworks."""
+  weights = batch['weights'].reshape(batch['weights'].shape[0], -1)
+  valid = (weights != 0).sum(-1) > 0
+  salt = (valid * np_like['arange'](1, valid.shape[0] + 1)).sum()
+  rows = np_like['arange'](shape[0]).reshape(-1, 1)
+  cols = np_like['arange'](shape[1]).reshape(1, -1)
+  return (rows * 31 + cols * 17 + salt * 7) % 100 >= round(100 * rate)
+
+
+def _rows_and_pool(np_like, inputs):
+  """-> (rows the MLP runs on, (B, rows) 0/1 matrix summing each graph's nodes or None)."""
+  if not isinstance(inputs, Graphs):
+    return inputs, None
+  end = np_like['cumsum'](inputs.n_node)
+  start = (end - inputs.n_node).reshape(-1, 1)
+  node = np_like['arange'](inputs.nodes.shape[0]).reshape(1, -1)
+  return inputs.nodes, ((node >= start) & (node < end.reshape(-1, 1))) * 1.0
+
+
 class _Base:
+  data_dropout = False
+
   def __init__(self, kind):
     self.kind, self.algoperf_base = kind, kind
     self.loss_type = KINDS[kind]['loss_type']
@@ -77,11 +120,14 @@ class JaxWorkload(_Base):
     import jax
     import jax.numpy as jnp
     del mode, update_batch_norm
-    h = jnp.tanh(batch['inputs'] @ params['w1'] + params['b1'])
-    if dropout_rate and rng is not None:
-      keep = jax.random.bernoulli(rng, 1.0 - dropout_rate, h.shape)
+    ops = {'arange': jnp.arange, 'cumsum': jnp.cumsum}
+    x, pool = _rows_and_pool(ops, batch['inputs'])
+    h = jnp.tanh(x @ params['w1'] + params['b1'])
+    if dropout_rate and (rng is not None or self.data_dropout):
+      keep = (_data_keep(ops, batch, h.shape, dropout_rate) if self.data_dropout
+              else jax.random.bernoulli(rng, 1.0 - dropout_rate, h.shape))
       h = jnp.where(keep, h / (1.0 - dropout_rate), 0.0)
-    out = h @ params['w2'] + params['b2']
+    out = (h if pool is None else pool @ h) @ params['w2'] + params['b2']
     return out.reshape((out.shape[0],) + KINDS[self.kind]['out']), model_state
 
   def loss_fn(self, label_batch, logits_batch, mask_batch=None, label_smoothing=0.0):
@@ -109,18 +155,26 @@ class TorchWorkload(_Base):
         self.w2 = torch.nn.Parameter(torch.tensor(weights['w2']))
         self.b2 = torch.nn.Parameter(torch.tensor(weights['b2']))
 
-      def forward(self, x, dropout_rate=0.0):
+      def forward(self, x, pool, dropout_rate=0.0, keep=None):
         h = torch.tanh(x @ self.w1 + self.b1)
-        h = torch.nn.functional.dropout(h, dropout_rate, self.training) if dropout_rate else h
-        return h @ self.w2 + self.b2
+        if keep is not None and self.training:
+          h = torch.where(keep, h / (1.0 - dropout_rate), 0.0)
+        elif dropout_rate:
+          h = torch.nn.functional.dropout(h, dropout_rate, self.training)
+        return (h if pool is None else pool @ h) @ self.w2 + self.b2
 
     return MLP(), None
 
   def model_fn(self, params, batch, model_state, mode, rng, update_batch_norm,
                dropout_rate=0.0):
+    import torch
     del rng, update_batch_norm
     params.train(mode == spec.ForwardPassMode.TRAIN)
-    out = params(batch['inputs'], dropout_rate)
+    ops = {'arange': torch.arange, 'cumsum': lambda x: torch.cumsum(x, 0)}
+    x, pool = _rows_and_pool(ops, batch['inputs'])
+    keep = (_data_keep(ops, batch, (x.shape[0], HIDDEN), dropout_rate)
+            if self.data_dropout and dropout_rate else None)
+    out = params(x, pool, dropout_rate, keep)
     return out.reshape((out.shape[0],) + KINDS[self.kind]['out']), model_state
 
   def loss_fn(self, label_batch, logits_batch, mask_batch=None, label_smoothing=0.0):
@@ -132,6 +186,18 @@ class TorchWorkload(_Base):
     return {'summed': summed, 'n_valid_examples': n, 'per_example': per}
 
 
+def device_blocks(size, num_nodes, seed, blocks=2):
+  """ogbg batches of `blocks` devices, each `size` graphs and `num_nodes` nodes (its last
+  graph padding), as AlgoPerf lays them out: -> (global batch, [per-device batches])."""
+  parts = [batch('ogbg', size, seed=seed * blocks + k, num_nodes=num_nodes)
+           for k in range(blocks)]
+  glued = {k: np.concatenate([p[k] for p in parts]) for k in ('targets', 'weights')}
+  glued['inputs'] = Graphs(*(np.concatenate(f) for f in zip(*(p['inputs'] for p in parts))))
+  return glued, parts
+
+
 def torch_batch(numpy_batch):
   import torch
-  return {k: torch.as_tensor(v) for k, v in numpy_batch.items()}
+  convert = lambda v: (Graphs(*map(torch.as_tensor, v)) if isinstance(v, Graphs)
+                       else torch.as_tensor(v))
+  return {k: convert(v) for k, v in numpy_batch.items()}

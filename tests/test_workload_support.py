@@ -44,6 +44,7 @@ def test_explicit_base_and_bad_base():
 def test_table_rows():
   ogbg = ws.support(_workload('algoperf.workloads.ogbg.ogbg_jax.workload'))
   assert ogbg.loss == spec.LossType.SIGMOID_CROSS_ENTROPY and not ogbg.row_split
+  assert ogbg.halves == 'graphs'
   mri = ws.support(_workload('algoperf.workloads.fastmri.w', spec.LossType.MEAN_ABSOLUTE_ERROR))
   assert mri.curvature('ggn') == 'hessian' and mri.curvature('hessian') == 'hessian'
   criteo = ws.support(_workload('my.criteo', spec.LossType.SIGMOID_CROSS_ENTROPY,
@@ -55,13 +56,36 @@ def test_table_rows():
 
 
 @pytest.mark.parametrize('module,match', [
-    ('algoperf.workloads.ogbg.ogbg_pytorch.workload', 'graph batches'),
     ('algoperf.workloads.librispeech_conformer.w', 'indefinite')])
 def test_median_refused_at_init_where_it_cannot_run(module, match):
   median = defaults.median_policy(1000)
   with pytest.raises(ws.UnsupportedWorkload, match=match):
     P.check_workload(median, _workload(module))
   assert P.check_workload(defaults.CDAT_POLICY, _workload(module)).base in module
+
+
+@pytest.mark.parametrize('policy', [defaults.median_policy(1000),
+                                    P.CDATPolicy(debiased=True)])
+def test_two_batch_rules_split_graph_batches(policy):
+  """Before: refused at init ('cannot be split into halves by rows (graph batches)')."""
+  row = P.check_workload(policy, _workload('algoperf.workloads.ogbg.ogbg_jax.workload'))
+  assert (row.base, row.halves) == ('ogbg', 'graphs')
+
+
+def test_halves_are_positions_within_each_device_block():
+  assert ws.halves_of(5, 1) == (0, 1, 0, 1, 0)  # odd: half 1 has one more
+  assert ws.halves_of(6, 2) == (0, 1, 0, 0, 1, 0)  # two blocks of 3 (odd, as ogbg's)
+  assert ws.halves_of(8, 2) == tuple(i % 2 for i in range(8))  # even blocks: global parity
+  with pytest.raises(ValueError, match='equal'):
+    ws.halves_of(7, 2)
+
+
+def test_check_halves():
+  ws.check_halves('graphs', 9)
+  ws.check_halves('rows', 8)
+  for halves, size in (('rows', 9), ('rows', 0), ('graphs', 1)):
+    with pytest.raises(ValueError, match='Two-batch measurement needs'):
+      ws.check_halves(halves, size)
 
 
 def test_sub_batch_refused_on_graphs():

@@ -9,21 +9,43 @@ with the reason, never at the first measurement step.
 | base | oracle loss | curvature | batch | two-batch split |
 |---|---|---|---|---|
 | criteo1tb, imagenet_*, wmt, mnist, cifar | the workload's | GGN | rows | rows |
-| ogbg | per-task sigmoid, (B, 128) mask | GGN | graphs | not supported |
+| ogbg | per-task sigmoid, (B, 128) mask | GGN | graphs | graphs (weights masked) |
 | fastmri | MAE | Hessian (GGN = 0) | rows | rows |
 | librispeech_* | CTC | exact output Hessian (indefinite) | sequences | not supported |
+
+Two-batch splits (`halves_of`): half 1 holds the examples at even positions within each
+device's block of the batch, half 2 those at odd positions.
+- 'rows': the halves are those rows of every leaf (the batch is halved; an even count
+  per device, so that the halves do not depend on the device count).
+- 'graphs': the halves are the whole batch, unchanged in shape, with the per-example
+  weights (ogbg's (B, 128) mask) zeroed outside the half; each half's mean loss is
+  normalised by its own weight sum (AlgoPerf's `n_valid_examples`), and the two
+  combined by weight sums give the whole batch's loss and gradient. Valid because the
+  graphs of a batch do not interact in AlgoPerf's ogbg GNN (both frameworks): messages
+  pass along edges within a graph, globals pool nodes and edges per graph, LayerNorm
+  normalises each node's, edge's and graph's features, dropout masks elements, and
+  there is no batch-statistics normalisation. Padding graphs have weight 0, so they
+  count for neither half; odd counts give halves that differ by one graph. Every half
+  runs the whole batch's forward pass (a measurement costs two full passes).
 
 Why:
 - ogbg's `loss_type` says SOFTMAX, but its loss is a sigmoid per task over 128 tasks
   with a (B, 128) mask; its batches are graph tuples (AlgoPerf pads one graph per
-  device, so counts are odd) that cannot be split or sub-sampled by rows.
+  device, so counts are odd) that cannot be split or sub-sampled by rows, only masked.
 - fastMRI's MAE has a zero output-space second derivative almost everywhere, so
   u^T G u = 0 exactly and every GGN step size is undefined; the Hessian keeps the
   network's own curvature (J's second derivative weighted by the loss gradient).
 - CTC is not convex in the logits: its output Hessian is indefinite (u^T M u = -2e9 was
   measured on conformer). CDAT's rule takes |u^T M u| (the paper's negative-curvature
   rule, `cdat.py`), which is defined; the interval-median's alpha would change sign, so
-  it is refused until a PSD surrogate (a per-frame softmax Fisher) exists.
+  it is refused until a PSD surrogate exists. The one to build: with l = -log sum_pi
+  exp(sum_t z_{t,pi_t}) + sum_t logsumexp(z_t) over a sequence's unpadded frames, the
+  output Hessian is F - C, F = blockdiag_t(diag p_t - p_t p_t^T) (the per-frame softmax
+  Fisher, PSD, closed form as SOFTMAX's) and C the covariance of the alignment
+  posterior's one-hot frames (PSD). F >= F - C, so d^T F d bounds the curvature from
+  above (a smaller, safe step). Needs: the surrogate in both `curvature.py` oracles
+  (masked by logit paddings), `halves='rows'` for librispeech's tuple batches, and a
+  CTC-shaped structural workload with a parity test; not done yet.
 
 Workloads are recognised by their module (`algoperf.workloads.<base>....`, variants
 included), by an `algoperf_base` attribute (test doubles, third-party workloads), or,
@@ -31,7 +53,7 @@ failing both, treated as a generic row-batched workload with its own `loss_type`
 """
 import dataclasses
 import re
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 from curvlr import spec
 
@@ -53,7 +75,9 @@ class Support:
     loss: the loss the curvature oracle differentiates (`spec.LossType`).
     zero_ggn: the loss's output-space Hessian is 0, so the GGN is 0: use the Hessian.
     indefinite_ggn: the oracle's "GGN" is not PSD (its output Hessian is indefinite).
-    row_split: batches split into halves and sub-batches by rows (leading axis).
+    row_split: batches can be sub-sampled by rows (leading axis; CDAT's sub-batch).
+    halves: how a two-batch step splits a batch: 'rows', 'graphs' (module docstring) or
+      '' (it cannot).
     note: one line for the logs on what is used and why; '' when nothing is special.
   """
   base: str
@@ -61,6 +85,7 @@ class Support:
   zero_ggn: bool = False
   indefinite_ggn: bool = False
   row_split: bool = True
+  halves: str = 'rows'
   note: str = ''
 
   def curvature(self, requested: str) -> str:
@@ -69,12 +94,13 @@ class Support:
 
 
 _SPECIAL = {
-    'ogbg': dict(loss=L.SIGMOID_CROSS_ENTROPY, row_split=False,
+    'ogbg': dict(loss=L.SIGMOID_CROSS_ENTROPY, row_split=False, halves='graphs',
                  note='ogbg: per-task sigmoid loss over 128 tasks with its (B, 128) mask '
                       '(its loss_type says SOFTMAX)'),
     'fastmri': dict(loss=L.MEAN_ABSOLUTE_ERROR, zero_ggn=True,
                     note='fastmri: MAE has a zero GGN; the Hessian is measured instead'),
     'librispeech_conformer': dict(loss=L.CTC_LOSS, indefinite_ggn=True, row_split=False,
+                                  halves='',
                                   note='librispeech: the CTC output Hessian is indefinite; '
                                        'CDAT uses |u^T M u|'),
 }
@@ -120,11 +146,30 @@ def check(workload, two_batch: bool, sub_batch: bool) -> Support:
         f'The interval-median cannot run on {row.base}: the CTC output Hessian is '
         'indefinite, so alpha = -g.d / (d^T M d) changes sign with the curvature. Use '
         'cdat_nadamw (|u^T M u|) or the NAdamW baseline there.')
-  if two_batch and not row.row_split:
+  if two_batch and not row.halves:
     raise UnsupportedWorkload(
         f'The interval-median cannot run on {row.base}: its batches cannot be split into '
-        'halves by rows (graph batches). Use cdat_nadamw or the NAdamW baseline there.')
+        'halves. Use cdat_nadamw or the NAdamW baseline there.')
   return row
+
+
+def check_halves(halves: str, per_device: int) -> None:
+  """ValueError unless `per_device` examples per device give each half at least one
+  position by `halves` ('rows' also needs an even count)."""
+  if per_device < 2 or (halves == 'rows' and per_device % 2):
+    need = 'an even number (>= 2)' if halves == 'rows' else 'at least 2'
+    raise ValueError(f'Two-batch measurement needs {need} of examples per device, got '
+                     f'{per_device}.')
+
+
+def halves_of(num_examples: int, num_shards: int) -> Tuple[int, ...]:
+  """The half (0 or 1) of each of `num_examples` examples laid out as `num_shards`
+  equal per-device blocks: the parity of its position within its block."""
+  if num_examples % num_shards:
+    raise ValueError(f'{num_examples} examples do not split into {num_shards} equal '
+                     'per-device blocks.')
+  block = num_examples // num_shards
+  return tuple((i % block) % 2 for i in range(num_examples))
 
 
 def num_examples(batch) -> int:

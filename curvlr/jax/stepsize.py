@@ -8,6 +8,9 @@ examples at even and odd positions, as in PyTorch: with an even number per devic
 are local to every device and independent of the device count. A CDAT sub-batch takes
 the first rows of every device's shard (no data moves; it depends on the device count).
 
+Graph batches (ogbg) split by masking their weights instead
+(`workload_support.halves_of`: the same positions within every device's block).
+
 Dropout follows the RNG rule of `curvlr/pytorch/stepsize.py`: CDAT's curvature pass
 uses the step's `rng`, as its gradient pass does; half k of a two-batch step uses
 `fold_in(rng, k)` for its gradient pass and its JVP.
@@ -99,11 +102,27 @@ def _half(tree, parity: int):
   return jax.tree.map(lambda x: x.reshape((x.shape[0] // 2, 2) + x.shape[1:])[:, parity], tree)
 
 
+def _graph_half(batch, half: int):
+  """`batch` with its weights zeroed outside `half` (`workload_support.halves_of`)."""
+  weights = batch['weights']
+  keep = np.asarray(workload_support.halves_of(weights.shape[0], _num_shards())) == half
+  keep = keep.reshape(keep.shape + (1,) * (weights.ndim - 1))
+  return {**batch, 'weights': jnp.where(keep, weights, jnp.zeros_like(weights))}
+
+
+def _halves(workload, batch):
+  """(half 1, half 2) of `batch` by the workload's split (`Support.halves`)."""
+  if workload_support.support(workload).halves == 'graphs':
+    return _graph_half(batch, 0), _graph_half(batch, 1)
+  return _half(batch, 0), _half(batch, 1)
+
+
 def _two_batch_step(workload, hparams, update_fn, both_halves, model_state, opt_state, params,
                     batch, rng):
   """-> (new_opt_state, u, new_model_state, loss, grad_norm, (gd_1, dGd_1, gd_2, dGd_2));
-  gd_2 and dGd_2 are NaN unless `both_halves`."""
-  halves = (_half(batch, 0), _half(batch, 1))
+  gd_2 and dGd_2 are NaN unless `both_halves`. A half without valid examples (n = 0)
+  adds nothing to the step's gradient and loss; its scalars are NaN."""
+  halves = _halves(workload, batch)
   rngs = (jax.random.fold_in(rng, 0), jax.random.fold_in(rng, 1))  # the RNG rule
   (loss_1, n_1, _), grads_1 = train_step.loss_grad_and_count(
       workload, params, model_state, halves[0], rngs[0], hparams.dropout_rate,
@@ -119,9 +138,10 @@ def _two_batch_step(workload, hparams, update_fn, both_halves, model_state, opt_
   else:
     second = [jnp.full_like(s1.gu, jnp.nan)] * 2
   w1 = n_1 / (n_1 + n_2)
-  grads = jax.tree.map(lambda a, b: w1 * a + (1 - w1) * b, grads_1, grads_2)
+  mix = lambda a, b: jnp.where(n_1 > 0, w1 * a, 0) + jnp.where(n_2 > 0, (1 - w1) * b, 0)
+  grads = jax.tree.map(mix, grads_1, grads_2)
   u, new_opt_state = update_fn(grads, opt_state, params)
-  return (new_opt_state, u, new_model_state, w1 * loss_1 + (1 - w1) * loss_2,
+  return (new_opt_state, u, new_model_state, mix(loss_1, loss_2),
           train_step.global_norm(grads), jnp.stack([s1.gu, s1.quad] + second))
 
 
@@ -164,9 +184,8 @@ def update_params(policy: policy_lib.Policy, hparams: NAdamWHParams, workload, p
         jnp.float32(lr))
   else:
     if policy.two_batch:
-      if _per_device(batch) % 2:
-        raise ValueError(f'Two-batch measurement needs an even number of examples per '
-                         f'device, got {_per_device(batch)}.')
+      workload_support.check_halves(workload_support.support(workload).halves,
+                                    _per_device(batch))
       nadam, u, model_state, loss, grad_norm, scalars = _jit_two_batch(
           workload, hparams, update_fn, policy.measures_both_halves, model_state,
           opt_state['nadam'], params, batch, rng)

@@ -14,6 +14,8 @@ computes the reduced scalars they read:
   the moments untouched); g_1.d, d^T G_1 d, g_2.d and d^T G_2 d come from GGN-JVPs on
   the halves. A measurement step runs two half-batch forward/backward passes instead of
   one full one, so train-mode BatchNorm statistics are updated twice on such steps.
+  Graph batches (ogbg) split by masking their weights instead: both halves are the
+  whole batch with the weights zeroed outside the half (`workload_support.halves_of`).
   The debiased alpha needs half 1's JVP only; half 2's (for the biased alpha) runs
   when the policy `measures_both_halves`, else its scalars are NaN.
 Every rank all-reduces the sums before dividing, so all ranks feed identical scalars
@@ -75,6 +77,23 @@ def _slice(tree, index: slice):
   return type(tree)(_slice(v, index) for v in tree)
 
 
+def _graph_half(batch, half: int):
+  """`batch` with its weights zeroed outside `half` (`workload_support.halves_of`; this
+  rank's batch is one device block)."""
+  weights = batch['weights']
+  keep = torch.tensor(workload_support.halves_of(weights.shape[0], 1),
+                      device=weights.device) == half
+  keep = keep.reshape(keep.shape + (1,) * (weights.dim() - 1))
+  return {**batch, 'weights': torch.where(keep, weights, torch.zeros_like(weights))}
+
+
+def _halves(workload, batch):
+  """(half 1, half 2) of `batch` by the workload's split (`Support.halves`)."""
+  if workload_support.support(workload).halves == 'graphs':
+    return _graph_half(batch, 0), _graph_half(batch, 1)
+  return _slice(batch, slice(0, None, 2)), _slice(batch, slice(1, None, 2))
+
+
 def _sync() -> None:
   """Waits for queued device work before the clock is read (no-op on CPU, synchronous)."""
   if torch.cuda.is_available():
@@ -119,13 +138,12 @@ def _measure_direction(workload, model, model_state, batch, rng, direction,
 def _two_batch_step(workload, model, model_state, batch, rng, optimizer: NAdamW, hparams,
                     both_halves: bool):
   """Gradient of the whole batch in `.grad`, from two half-batch passes, and the
-  two-batch measurement (half 2's scalars NaN unless `both_halves`).
+  two-batch measurement (half 2's scalars NaN unless `both_halves`). A half without
+  valid examples (n = 0) adds nothing to the gradient and loss; its scalars are NaN.
   -> (loss, new_model_state, TwoBatchMeasurement)."""
-  size = _local_size(batch)
-  if size < 2 or size % 2:
-    raise ValueError(f'Two-batch measurement needs an even number (>= 2) of examples per '
-                     f'rank, got {size}.')
-  halves = (_slice(batch, slice(0, None, 2)), _slice(batch, slice(1, None, 2)))
+  workload_support.check_halves(workload_support.support(workload).halves,
+                                _local_size(batch))
+  halves = _halves(workload, batch)
   losses, counts, grads, rng_states = [], [], [], []
   for part in halves:
     rng_states.append(curvature.rng_state())
@@ -139,11 +157,12 @@ def _two_batch_step(workload, model, model_state, batch, rng, optimizer: NAdamW,
   s1 = _sums(workload, model, model_state, halves[0], rng, d, 'ggn', hparams, rng_states[0])
   s2 = (_sums(workload, model, model_state, halves[1], rng, d, 'ggn', hparams, rng_states[1])
         if both_halves else None)
-  w1, w2 = counts[0] / sum(counts), counts[1] / sum(counts)
+  weights = [c / sum(counts) for c in counts]
+  mix = lambda a, b: sum(w * x for w, x, c in zip(weights, (a, b), counts) if c > 0)
   with torch.no_grad():
     for p, g1, g2 in zip(model.parameters(), *grads):
-      p.grad = w1 * g1 + w2 * g2
-  loss = w1 * losses[0] + w2 * losses[1]
+      p.grad = mix(g1, g2)
+  loss = mix(*losses)
   gd_2, dGd_2 = (float(s2.gu), float(s2.quad)) if both_halves else (math.nan, math.nan)
   return loss, model_state, policy_lib.TwoBatchMeasurement(
       float(s1.gu), float(s1.quad), gd_2, dGd_2)

@@ -130,7 +130,8 @@ def score_directory(submission_dirs: Sequence[str], targets_file: Optional[str] 
 
 
 def leaderboard(result: scoring.ScoreResult) -> pd.DataFrame:
-  """Rank, score, #workloads reached within 4x of the best, scored median times (s)."""
+  """Rank (equal scores share one), score, #workloads reached within 4x of the best,
+  scored median times (s)."""
   board = pd.DataFrame({'score': result.scores})
   board['within_4x'] = [
       f'{int(np.isfinite(result.times.loc[s]).sum())}/{len(result.denominator)}'
@@ -140,13 +141,14 @@ def leaderboard(result: scoring.ScoreResult) -> pd.DataFrame:
     other = next(r for r in scoring.TIE_BREAKS if r != result.settings['tie_break'])
     board[f'score_tie_break_{other}'] = result.alternative_scores
   board = board.sort_values('score', ascending=False, kind='stable')
-  board.insert(0, 'rank', range(1, len(board) + 1))
+  board.insert(0, 'rank', board['score'].rank(method='min', ascending=False).astype(int))
   board.index.name = 'submission'
   return board
 
 
 def steps_table(result: scoring.ScoreResult) -> pd.DataFrame:
-  """Load-independent comparison, one row per (workload, submission), ranked by steps.
+  """Load-independent comparison, one row per (workload, submission), ranked by steps
+  (equal steps share a rank, as do all that did not reach the target).
 
   Columns: median over studies of the chosen trial's `global_step` at its first eval
   reaching the target (inf: not reached), studies reached, median time to target (s),
@@ -166,7 +168,8 @@ def steps_table(result: scoring.ScoreResult) -> pd.DataFrame:
     })
   table = pd.DataFrame(rows).sort_values(['workload', 'steps_to_target', 'submission'],
                                          kind='stable')
-  table.insert(1, 'rank', table.groupby('workload').cumcount() + 1)
+  ranks = table.groupby('workload')['steps_to_target'].rank(method='min', na_option='bottom')
+  table.insert(1, 'rank', ranks.astype(int))
   table['steps_to_target'] = table['steps_to_target'].map(
       lambda v: v if math.isfinite(v) else 'not reached')
   table['time_to_target_s'] = table['time_to_target_s'].map(

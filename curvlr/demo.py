@@ -15,6 +15,7 @@ step counts do not depend on the machine's load; runs stop at the targets or at
 import argparse
 import csv
 import json
+import math
 import os
 import pathlib
 import shutil
@@ -71,13 +72,21 @@ def read_run(name: str, trial_dir: pathlib.Path, target: float) -> RunSummary:
       (summary['loadavg_1min_start'], summary['loadavg_1min_end']), trial_dir)
 
 
+def rank(run: RunSummary, runs: List[RunSummary]) -> int:
+  """1 + the number of runs with fewer steps to target (ties share a rank; misses last)."""
+  def steps(r):
+    return math.inf if r.steps_to_target is None else r.steps_to_target
+  return 1 + sum(steps(r) < steps(run) for r in runs)
+
+
 def summary_text(runs: List[RunSummary], framework: str, target: float, eval_every: int,
                  reference: str = 'nadamw') -> str:
   """The leaderboard by steps to target, then time and seconds per step, then the load."""
   ranked = sorted(runs, key=lambda r: (r.steps_to_target is None, r.steps_to_target or 0))
   ref = next((r for r in runs if r.name == reference and r.steps_to_target), None)
   width = max(len('submission'), *(len(r.name) for r in runs))
-  head = (f'{"submission":{width}s}  {"steps to target":>15s}  {"vs " + reference:>10s}  '
+  head = (f'{"rank":>4s}  {"submission":{width}s}  {"steps to target":>15s}  '
+          f'{"vs " + reference:>10s}  '
           f'{"time to target (s)":>18s}  {"s/step":>7s}  {"steps":>5s}  stopped because')
   lines = [f'Leaderboard ({framework}, {WORKLOAD.name}, validation target {target}, eval every '
            f'{eval_every} steps; by steps, which the machine\'s load cannot change):',
@@ -86,7 +95,7 @@ def summary_text(runs: List[RunSummary], framework: str, target: float, eval_eve
     steps = str(r.steps_to_target) if r.steps_to_target else 'not reached'
     ratio = f'{r.steps_to_target / ref.steps_to_target:.2f}' if ref and r.steps_to_target else '-'
     ttt = f'{r.time_to_target:.1f}' if r.time_to_target is not None else 'not reached'
-    lines.append(f'{r.name:{width}s}  {steps:>15s}  {ratio:>10s}  {ttt:>18s}  '
+    lines.append(f'{rank(r, runs):4d}  {r.name:{width}s}  {steps:>15s}  {ratio:>10s}  {ttt:>18s}  '
                  f'{r.seconds_per_step:7.3f}  {r.steps:5d}  {loop.STOP_REASONS[r.stop_reason]}')
   cores = os.cpu_count() or 1
   peak = max(max(r.load) for r in runs)

@@ -153,3 +153,19 @@ def test_median_band_is_over_all_studies_with_finished_ones_held():
              (np.array([0.0, 10.0]), np.array([1.0, 0.8]))]
   grid, median, _, _ = plots.median_band(stopped, num_points=11)
   assert median[-1] == 0.4
+
+
+def test_equal_steps_and_scores_share_a_rank(tmp_path):
+  # 'a' and 'b' need the same steps, 'c' and 'd' never reach the target: ranks 1, 1, 3, 3
+  # (not an order that alphabetical ties would make up).
+  (tmp_path / 'targets.json').write_text(json.dumps({'toy': TOY}))
+  for sub, hit in (('d', None), ('b', 2), ('a', 2), ('c', None)):
+    for s in range(3):
+      fx.write_trial(tmp_path / 'runs', sub, f'study_{s}', 'toy', 1, (10, 20, 30),
+                     fx.curve(3, hit, 0.5), meta={}, steps=(100, 200, 300), ruleset='self')
+  result = score.score_directory([str(tmp_path / 'runs')]).result
+  table = score.steps_table(result)
+  assert list(zip(table['submission'], table['rank'])) == [('a', 1), ('b', 1), ('c', 3),
+                                                           ('d', 3)]
+  board = score.leaderboard(result)
+  assert list(board['rank']) == [1, 1, 3, 3]

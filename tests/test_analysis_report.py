@@ -169,3 +169,11 @@ def test_equal_steps_and_scores_share_a_rank(tmp_path):
                                                            ('d', 3)]
   board = score.leaderboard(result)
   assert list(board['rank']) == [1, 1, 3, 3]
+
+
+def test_held_values_last_to_the_run_end():
+  x, y = plots.held_until(np.array([10.0, 40.0]), np.array([1e-3, 2e-3]), 80.0)
+  np.testing.assert_array_equal(x, [10.0, 40.0, 80.0])
+  np.testing.assert_array_equal(y, [1e-3, 2e-3, 2e-3])
+  x, y = plots.held_until(np.array([10.0, 80.0]), np.array([1.0, 2.0]), 80.0)
+  np.testing.assert_array_equal(x, [10.0, 80.0])  # logged at the end already

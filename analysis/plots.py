@@ -282,6 +282,10 @@ def plot_profile(profile: pd.DataFrame, scores: pd.Series, denominator_note: str
   for name in scores.sort_values(ascending=False, kind='stable').index:
     ax.step(taus, profile.loc[name].to_numpy(), where='post', color=colors[name],
             label=f'{name} (AlgoPerf score {scores[name]:.4f})')
+  if not np.any(profile.to_numpy(dtype=float) > 0):
+    ax.text(0.5, 0.5, 'rho = 0 for every submission: no run reached a target\n'
+            '(the lines lie on top of each other at 0)', transform=ax.transAxes,
+            ha='center', va='center')
   ax.set_xlim(taus.min(), taus.max())
   ax.set_ylim(-0.02, 1.02)
   ax.set_xlabel(f'tau: time-to-target / time-to-target of {reference} (ratio, unitless)')
@@ -340,7 +344,10 @@ def plot_speedups(ratios: pd.DataFrame, labels: pd.DataFrame, gmeans: pd.Series,
     measured = int(sum(not labels.loc[w, name] and np.isfinite(ratios.loc[w, name])
                        for w in workloads))
     handles.append(Patch(color=color, label=name))
-    if np.isfinite(gmeans.get(name, np.nan)):
+    if not measured:
+      handles.append(Patch(facecolor='none', edgecolor='none',
+                           label=f'{name}: no geometric mean drawn (no measured ratio)'))
+    elif np.isfinite(gmeans.get(name, np.nan)):
       handles.append(ax.axhline(
           gmeans[name], color=color, linestyle='--', linewidth=1.2,
           label=f'{name}: geometric mean {gmeans[name]:.3g} ({measured}/{len(workloads)} '

@@ -177,3 +177,13 @@ def test_held_values_last_to_the_run_end():
   np.testing.assert_array_equal(y, [1e-3, 2e-3, 2e-3])
   x, y = plots.held_until(np.array([10.0, 80.0]), np.array([1.0, 2.0]), 80.0)
   np.testing.assert_array_equal(x, [10.0, 80.0])  # logged at the end already
+
+
+def test_speedup_cells_name_bounds_instead_of_numbers():
+  ratios = pd.DataFrame({'a': [0.5, 1001 / 200, 1.0]}, index=['w1', 'w2', 'w3'])
+  labels = pd.DataFrame({'a': ['', 'missed: a', 'missed: a, nadamw']}, index=ratios.index)
+  cells = report.speedup_cells(ratios, labels, pd.Series({'a': 1.36}))
+  assert list(cells['a']) == ['0.5', '5 (bound: a not reached)', 'neither reached the target',
+                              '1.36 (includes 2 of 3 from budget + 1 s)']
+  only = report.speedup_cells(ratios.iloc[2:], labels.iloc[2:], pd.Series({'a': 1.0}))
+  assert 'no measured ratio' in only.loc['geometric mean', 'a']

@@ -9,25 +9,29 @@ from analysis import fixtures as fx
 from analysis import plots
 from analysis import report
 from analysis import score
+from curvlr.core import defaults, policy
 
 TOY = {'metric': 'validation/loss', 'target': 0.5, 'minimize': True, 'max_runtime_sec': 1000}
 
 
+def _policy_columns(p, measurement):
+  """The names `policy.metrics` writes for `p` (the writer side of metric_names)."""
+  return list(policy.metrics(p, policy.observe(p, policy.init(p), 50, measurement),
+                             measurement))
+
+
 def _write_runs(root):
   """nadamw 400 s, schedule_free_adamw 300 s, cdat_nadamw 200 s on a custom workload;
-  measurements.csv as the submissions write it (curvlr.core.metric_names): loss every
-  step, lr whenever it changes, CDAT's scalars at its measurements only."""
+  measurements.csv as the submissions write it: loss every step, lr whenever it changes,
+  the curvature policy's own metric names (policy.metrics) at its measurements only."""
   steps = np.arange(0, 400)
   for sub, t in (('nadamw', 400), ('schedule_free_adamw', 300), ('cdat_nadamw', 200)):
     lr = np.where(steps % 50 == 0, np.logspace(-2, -4, 400), np.nan)
     measurements = {'global_step': steps, 'loss': np.linspace(1, 0.4, 400), 'lr': lr}
     if sub == 'cdat_nadamw':
       measured = steps % 100 == 0
-      measurements.update({
-          'g_dot_u': np.where(measured, -np.linspace(0.1, 1, 400), np.nan),
-          'u_m_u': np.where(measured, np.logspace(0, 3, 400), np.nan),
-          'cdat_raw_lr': np.where(measured, np.logspace(-2, -3, 400), np.nan),
-          'cdat_rejected': np.where(measured, 0.0, np.nan)})
+      for name in _policy_columns(defaults.CDAT_POLICY, policy.Measurement(-1.0, 2.0)):
+        measurements[name] = np.where(measured, np.logspace(-2, -3, 400), np.nan)
     for s in range(3):
       fx.write_trial(root, sub, f'study_{s}', 'toy', 1, (t / 2, t, 2 * t),
                      fx.curve(3, 1, 0.5), meta={}, measurements=measurements, ruleset='self',
@@ -56,6 +60,7 @@ def test_report_cli_writes_markdown_csv_and_plots(tmp_path, capsys):
   assert '| unknown  | 1500     | 1.5 x 1000 s, targets file' in md  # budget stated
   assert '![curves_toy.png](curves_toy.png)' in md
   assert 'median of' not in md
+  assert 'no curvature along the update plot' not in md  # the policy's names are drawn
   board = pd.read_csv(out / 'leaderboard.csv', index_col=0)
   assert list(board.index) == ['cdat_nadamw', 'schedule_free_adamw', 'nadamw']
   assert board.loc['cdat_nadamw', 'score'] == 1.0

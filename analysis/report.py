@@ -285,8 +285,9 @@ def build_report(scored: score_lib.Scored, output_dir: str,
       f'{s["hardware"]}. Runs: {context(scored)}.', '',
       '## Steps to target (load-independent)', '',
       '`steps_to_target`: median over studies of the `global_step` of the first eval reaching '
-      'the target (not reached: no eval did, within the budget). Steps do not depend on the '
-      'machine\'s load; `time_to_target_s` and `s_per_step` (accumulated submission time / '
+      'the target, at any time (a run past the time budget still counts here; not reached: '
+      'no eval did). Steps do not depend on the machine\'s load; `time_to_target_s` '
+      '(AlgoPerf\'s, within the budget) and `s_per_step` (accumulated submission time / '
       'global_step) do.', '',
       tables.markdown(score_lib.steps_table(result)), '',
       '## AlgoPerf score (time-based)', '',

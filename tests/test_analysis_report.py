@@ -192,3 +192,18 @@ def test_speedup_cells_name_bounds_instead_of_numbers():
                               '1.36 (includes 2 of 3 from budget + 1 s)']
   only = report.speedup_cells(ratios.iloc[2:], labels.iloc[2:], pd.Series({'a': 1.0}))
   assert 'no measured ratio' in only.loc['geometric mean', 'a']
+
+
+def test_steps_to_target_ignore_the_time_budget(tmp_path):
+  # A loaded machine: the target is reached at step 300 but after 1,600 s, past the 1,500 s
+  # self-tuning limit. The time score misses it; the steps table does not.
+  (tmp_path / 'targets.json').write_text(json.dumps({'toy': TOY}))
+  for s in range(3):
+    fx.write_trial(tmp_path / 'runs', 'loaded', f'study_{s}', 'toy', 1, (400, 800, 1600),
+                   fx.curve(3, 2, 0.5), meta={}, steps=(100, 200, 300), ruleset='self')
+  result = score.score_directory([str(tmp_path / 'runs')]).result
+  table = score.steps_table(result)
+  assert list(table['steps_to_target']) == [300.0]
+  assert list(table['reached']) == ['3/3 studies']
+  assert list(table['time_to_target_s']) == ['not reached']
+  assert result.scores['loaded'] == 0.0

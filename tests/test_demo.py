@@ -93,6 +93,8 @@ def test_summary_ranks_by_steps_and_keeps_columns_aligned():
   assert [row[:end].split()[-1] for row in rows] == ['340', '380', 'reached']  # right-aligned
   assert rows[1].split()[3] == '1.12' and 'not reached' in rows[2]
   assert loop.STOP_REASONS['max_global_steps'] in rows[2]
+  assert any('Steps resolve to 20 steps (the eval spacing, 5.9% of nadamw\'s 340)' in line
+             for line in lines)
   loaded = demo.summary_text([runs[0]._replace(load=(0.5, 2.0 * (os.cpu_count() or 1)))],
                              'pytorch', 0.1445, 20)
   assert 'exceeded the' in loaded

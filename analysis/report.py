@@ -5,12 +5,13 @@
 
 Writes to OUT everything `analysis.score` writes, plus report.md,
 leaderboard.csv, performance_profile.png, and per workload curves_<workload>.png
-(validation metric vs accumulated submission time: every study's evals, target
-hits, median over all studies, budget cuts) and, from measurements.csv, the
-panels of `curvlr.core.metric_names.CURVATURE_PLOTS` (<kind>_<workload>.png:
-lr, curvature, measurement) vs global step; speedups_vs_<baseline>.csv/.png.
-The first table ranks by steps to target (load-independent); the AlgoPerf
-time-based score follows, labelled as such.
+(validation metric vs global step and vs accumulated submission time: every
+study's evals, target hits, median over all studies, budget cuts) and, from
+measurements.csv, the panels of `curvlr.core.metric_names.CURVATURE_PLOTS`
+(<kind>_<workload>.png: lr, curvature, measurement) vs global step;
+speedups_vs_<baseline>.csv/.png (time-based). The first table ranks by steps to
+target at any time (load-independent); the AlgoPerf time-based score follows,
+labelled as such.
 
 Per study the plotted trial is the one scoring chose; for a study that missed
 the target, its trial with the best metric value.

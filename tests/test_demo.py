@@ -106,3 +106,15 @@ def test_equal_steps_share_a_rank():
   runs = [run, run._replace(name='cdat_nadamw', time_to_target=90.0),
           run._replace(name='sf', steps_to_target=None), run._replace(steps_to_target=360)]
   assert [demo.rank(r, runs) for r in runs] == [1, 1, 4, 3]
+
+
+def test_jax_after_pytorch_keeps_each_framework_apart(tmp_path, tiny_criteo_dir, fake_report):
+  # The sequence: `make demo` (PyTorch), then `--framework=jax`; each framework
+  # scores only its own runs (one framework per submission), and the PyTorch report stays.
+  assert _demo(tmp_path, tiny_criteo_dir) == 0
+  assert _demo(tmp_path, tiny_criteo_dir, framework='jax') == 0
+  top = tmp_path / 'demo'
+  assert [call[1] for call in fake_report.calls] == [str(top / 'pytorch'), str(top / 'jax')]
+  assert (top / 'pytorch' / 'report' / 'report.md').is_file()
+  assert (top / 'jax' / 'nadamw' / 'study_0' / 'criteo_embedded_jax').is_dir()
+  assert not list((top / 'jax').glob('*/*/*_pytorch'))

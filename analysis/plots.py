@@ -217,19 +217,32 @@ def plot_validation_curves(curves: Mapping[str, Sequence[Curve]], metric: str,
   return _save(fig, path)
 
 
+def held_until(steps: np.ndarray, values: np.ndarray, end: float
+               ) -> Tuple[np.ndarray, np.ndarray]:
+  """A held value's logged points plus (end, last value): it stays in force to the run's end."""
+  steps, values = np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
+  if not steps.size or steps[-1] >= end:
+    return steps, values
+  return np.append(steps, end), np.append(values, values[-1])
+
+
 def plot_measurements(series: Mapping[str, Sequence[pd.DataFrame]], columns: Sequence[str],
                       held: Sequence[str], title: str, path: str) -> str:
-  """One panel per column, y vs global_step; one line per study, colour per submission.
+  """One panel per column, y vs global_step; one line per study, colour per submission;
+  every panel over the same steps, from 0 to the last step any study logged.
 
   Columns in `held` (values that stay in force until the next logged point, e.g. the
-  lr) are drawn as steps (`steps-post`); others as measured points joined by lines.
-  Every logged point carries a marker.
+  lr) are drawn as steps (`steps-post`) up to the study's last logged step of any
+  column (its run's end); others as measured points joined by lines. Every logged
+  point carries a marker.
   """
   ncols = 2 if len(columns) > 1 else 1
   nrows = math.ceil(len(columns) / ncols)
   fig = Figure(figsize=(6.5 * ncols, 3.4 * nrows + 0.6))
   axes = np.atleast_1d(fig.subplots(nrows, ncols)).ravel()
   colors = _colors(list(series))
+  last_step = max((float(f['global_step'].max()) for fs in series.values() for f in fs
+                   if 'global_step' in f and f['global_step'].notna().any()), default=1.0)
   for ax, column in zip(axes, columns):
     values = []
     for name, frames in series.items():
@@ -239,11 +252,14 @@ def plot_measurements(series: Mapping[str, Sequence[pd.DataFrame]], columns: Seq
         rows = frame[['global_step', column]].dropna()
         if rows.empty:
           continue
-        ax.plot(rows['global_step'], rows[column], color=colors[name], linewidth=1.2,
-                alpha=0.85, marker='.', markersize=4,
+        x, y = rows['global_step'].to_numpy(dtype=float), rows[column].to_numpy(dtype=float)
+        line = (held_until(x, y, float(frame['global_step'].max())) if column in held
+                else (x, y))
+        ax.plot(*line, color=colors[name], linewidth=1.2, alpha=0.85, marker='.',
+                markersize=4, markevery=range(x.size),
                 drawstyle='steps-post' if column in held else 'default',
                 label=name if i == 0 else None)
-        values.append(rows[column].to_numpy())
+        values.append(y)
     if values:
       joined = np.concatenate(values)
       threshold = symlog_threshold(joined)
@@ -251,6 +267,7 @@ def plot_measurements(series: Mapping[str, Sequence[pd.DataFrame]], columns: Seq
         ax.set_yscale('log')
       elif threshold is not None:
         ax.set_yscale('symlog', linthresh=threshold)
+    ax.set_xlim(0, 1.02 * last_step)
     ax.set_xlabel('global step')
     ax.set_ylabel(column)
     ax.set_title(f'{column}{" (held between logged points)" if column in held else ""}',
@@ -277,6 +294,10 @@ def plot_profile(profile: pd.DataFrame, scores: pd.Series, denominator_note: str
   for name in scores.sort_values(ascending=False, kind='stable').index:
     ax.step(taus, profile.loc[name].to_numpy(), where='post', color=colors[name],
             label=f'{name} (AlgoPerf score {scores[name]:.4f})')
+  if not np.any(profile.to_numpy(dtype=float) > 0):
+    ax.text(0.5, 0.5, 'rho = 0 for every submission: no run reached a target\n'
+            '(the lines lie on top of each other at 0)', transform=ax.transAxes,
+            ha='center', va='center')
   ax.set_xlim(taus.min(), taus.max())
   ax.set_ylim(-0.02, 1.02)
   ax.set_xlabel(f'tau: time-to-target / time-to-target of {reference} (ratio, unitless)')
@@ -335,7 +356,10 @@ def plot_speedups(ratios: pd.DataFrame, labels: pd.DataFrame, gmeans: pd.Series,
     measured = int(sum(not labels.loc[w, name] and np.isfinite(ratios.loc[w, name])
                        for w in workloads))
     handles.append(Patch(color=color, label=name))
-    if np.isfinite(gmeans.get(name, np.nan)):
+    if not measured:
+      handles.append(Patch(facecolor='none', edgecolor='none',
+                           label=f'{name}: no geometric mean drawn (no measured ratio)'))
+    elif np.isfinite(gmeans.get(name, np.nan)):
       handles.append(ax.axhline(
           gmeans[name], color=color, linestyle='--', linewidth=1.2,
           label=f'{name}: geometric mean {gmeans[name]:.3g} ({measured}/{len(workloads)} '

@@ -129,7 +129,8 @@ def score_directory(submission_dirs: Sequence[str], targets_file: Optional[str] 
 
 
 def leaderboard(result: scoring.ScoreResult) -> pd.DataFrame:
-  """Rank, score, #workloads reached within 4x of the best, scored median times (s)."""
+  """Rank (equal scores share one), score, #workloads reached within 4x of the best,
+  scored median times (s)."""
   board = pd.DataFrame({'score': result.scores})
   board['within_4x'] = [
       f'{int(np.isfinite(result.times.loc[s]).sum())}/{len(result.denominator)}'
@@ -139,33 +140,38 @@ def leaderboard(result: scoring.ScoreResult) -> pd.DataFrame:
     other = next(r for r in scoring.TIE_BREAKS if r != result.settings['tie_break'])
     board[f'score_tie_break_{other}'] = result.alternative_scores
   board = board.sort_values('score', ascending=False, kind='stable')
-  board.insert(0, 'rank', range(1, len(board) + 1))
+  board.insert(0, 'rank', board['score'].rank(method='min', ascending=False).astype(int))
   board.index.name = 'submission'
   return board
 
 
 def steps_table(result: scoring.ScoreResult) -> pd.DataFrame:
-  """Load-independent comparison, one row per (workload, submission), ranked by steps.
+  """Load-independent comparison, one row per (workload, submission), ranked by steps
+  (equal steps share a rank, as do all that did not reach the target).
 
-  Columns: median over studies of the chosen trial's `global_step` at its first eval
-  reaching the target (inf: not reached), studies reached, median time to target (s),
-  median seconds per step over all trials (accumulated_submission_time / global_step).
+  Columns: median over studies of the fewest steps a trial of the study took to the
+  target (the `global_step` of its first eval reaching it, at any time: the time budget
+  would let the machine's load decide; inf: not reached), studies reached so, median time
+  to target (s; AlgoPerf's, within the budget), median seconds per step over all trials
+  (accumulated_submission_time / global_step).
   """
   rows = []
   for (workload, submission), group in result.studies.groupby(['workload', 'submission']):
     trials = result.trials[(result.trials['workload'] == workload) &
                            (result.trials['submission'] == submission)]
+    steps = group['steps_any_time'].to_numpy(dtype=float)
     rows.append({
         'workload': workload, 'submission': submission,
-        'steps_to_target': float(np.median(group['steps'].to_numpy(dtype=float))),
-        'reached': f'{int(np.isfinite(group["time_s"]).sum())}/{len(group)} studies',
+        'steps_to_target': float(np.median(steps)),
+        'reached': f'{int(np.isfinite(steps).sum())}/{len(group)} studies',
         'time_to_target_s': float(np.median(group['time_s'].to_numpy(dtype=float))),
         's_per_step': float(np.nanmedian(trials['step_time_s'].to_numpy(dtype=float)))
                       if trials['step_time_s'].notna().any() else math.nan,
     })
   table = pd.DataFrame(rows).sort_values(['workload', 'steps_to_target', 'submission'],
                                          kind='stable')
-  table.insert(1, 'rank', table.groupby('workload').cumcount() + 1)
+  ranks = table.groupby('workload')['steps_to_target'].rank(method='min', na_option='bottom')
+  table.insert(1, 'rank', ranks.astype(int))
   table['steps_to_target'] = table['steps_to_target'].map(
       lambda v: v if math.isfinite(v) else 'not reached')
   table['time_to_target_s'] = table['time_to_target_s'].map(

@@ -219,6 +219,7 @@ def _trial_row(trial: logs.Trial, target: targets_lib.Target,
       'reached': index >= 0, 'first_hit_index': index,
       'time_to_target_s': float(times[index]) if index >= 0 else math.inf,
       'steps_to_target': float(steps[index]) if index >= 0 else math.inf,
+      'steps_to_target_any_time': float(steps[unbudgeted]) if unbudgeted >= 0 else math.inf,
       'metric_all_nan': bool(len(values)) and not np.isfinite(values).any(),
       'reached_after_budget': index < 0 <= unbudgeted,
       'best_metric': best, 'time_to_best_s': time_to_best,
@@ -256,6 +257,7 @@ def _study_rows(trial_rows: pd.DataFrame, tie_break: str
         'eval_index': -1 if chosen is None else int(chosen['first_hit_index']),
         'time_s': math.inf if chosen is None else float(chosen['time_to_target_s']),
         'steps': math.inf if chosen is None else float(chosen['steps_to_target']),
+        'steps_any_time': float(group['steps_to_target_any_time'].min()),
         'tied_trials': ','.join(str(int(t)) for t in sorted(tied['trial'])) if len(tied) > 1
                        else '',
     })

@@ -9,25 +9,29 @@ from analysis import fixtures as fx
 from analysis import plots
 from analysis import report
 from analysis import score
+from curvlr.core import defaults, policy
 
 TOY = {'metric': 'validation/loss', 'target': 0.5, 'minimize': True, 'max_runtime_sec': 1000}
 
 
+def _policy_columns(p, measurement):
+  """The names `policy.metrics` writes for `p` (the writer side of metric_names)."""
+  return list(policy.metrics(p, policy.observe(p, policy.init(p), 50, measurement),
+                             measurement))
+
+
 def _write_runs(root):
   """nadamw 400 s, schedule_free_adamw 300 s, cdat_nadamw 200 s on a custom workload;
-  measurements.csv as the submissions write it (curvlr.core.metric_names): loss every
-  step, lr whenever it changes, CDAT's scalars at its measurements only."""
+  measurements.csv as the submissions write it: loss every step, lr whenever it changes,
+  the curvature policy's own metric names (policy.metrics) at its measurements only."""
   steps = np.arange(0, 400)
   for sub, t in (('nadamw', 400), ('schedule_free_adamw', 300), ('cdat_nadamw', 200)):
     lr = np.where(steps % 50 == 0, np.logspace(-2, -4, 400), np.nan)
     measurements = {'global_step': steps, 'loss': np.linspace(1, 0.4, 400), 'lr': lr}
     if sub == 'cdat_nadamw':
       measured = steps % 100 == 0
-      measurements.update({
-          'g_dot_u': np.where(measured, -np.linspace(0.1, 1, 400), np.nan),
-          'u_m_u': np.where(measured, np.logspace(0, 3, 400), np.nan),
-          'cdat_raw_lr': np.where(measured, np.logspace(-2, -3, 400), np.nan),
-          'cdat_rejected': np.where(measured, 0.0, np.nan)})
+      for name in _policy_columns(defaults.CDAT_POLICY, policy.Measurement(-1.0, 2.0)):
+        measurements[name] = np.where(measured, np.logspace(-2, -3, 400), np.nan)
     for s in range(3):
       fx.write_trial(root, sub, f'study_{s}', 'toy', 1, (t / 2, t, 2 * t),
                      fx.curve(3, 1, 0.5), meta={}, measurements=measurements, ruleset='self',
@@ -56,6 +60,7 @@ def test_report_cli_writes_markdown_csv_and_plots(tmp_path, capsys):
   assert '| unknown  | 1500     | 1.5 x 1000 s, targets file' in md  # budget stated
   assert '![curves_toy.png](curves_toy.png)' in md
   assert 'median of' not in md
+  assert 'no curvature along the update plot' not in md  # the policy's names are drawn
   board = pd.read_csv(out / 'leaderboard.csv', index_col=0)
   assert list(board.index) == ['cdat_nadamw', 'schedule_free_adamw', 'nadamw']
   assert board.loc['cdat_nadamw', 'score'] == 1.0
@@ -163,3 +168,52 @@ def test_median_band_is_over_all_studies_with_finished_ones_held():
              (np.array([0.0, 10.0]), np.array([1.0, 0.8]))]
   grid, median, _, _ = plots.median_band(stopped, num_points=11)
   assert median[-1] == 0.4
+
+
+def test_equal_steps_and_scores_share_a_rank(tmp_path):
+  # 'a' and 'b' need the same steps, 'c' and 'd' never reach the target: ranks 1, 1, 3, 3
+  # (not an order that alphabetical ties would make up).
+  (tmp_path / 'targets.json').write_text(json.dumps({'toy': TOY}))
+  for sub, hit in (('d', None), ('b', 2), ('a', 2), ('c', None)):
+    for s in range(3):
+      fx.write_trial(tmp_path / 'runs', sub, f'study_{s}', 'toy', 1, (10, 20, 30),
+                     fx.curve(3, hit, 0.5), meta={}, steps=(100, 200, 300), ruleset='self')
+  result = score.score_directory([str(tmp_path / 'runs')]).result
+  table = score.steps_table(result)
+  assert list(zip(table['submission'], table['rank'])) == [('a', 1), ('b', 1), ('c', 3),
+                                                           ('d', 3)]
+  board = score.leaderboard(result)
+  assert list(board['rank']) == [1, 1, 3, 3]
+
+
+def test_held_values_last_to_the_run_end():
+  x, y = plots.held_until(np.array([10.0, 40.0]), np.array([1e-3, 2e-3]), 80.0)
+  np.testing.assert_array_equal(x, [10.0, 40.0, 80.0])
+  np.testing.assert_array_equal(y, [1e-3, 2e-3, 2e-3])
+  x, y = plots.held_until(np.array([10.0, 80.0]), np.array([1.0, 2.0]), 80.0)
+  np.testing.assert_array_equal(x, [10.0, 80.0])  # logged at the end already
+
+
+def test_speedup_cells_name_bounds_instead_of_numbers():
+  ratios = pd.DataFrame({'a': [0.5, 1001 / 200, 1.0]}, index=['w1', 'w2', 'w3'])
+  labels = pd.DataFrame({'a': ['', 'missed: a', 'missed: a, nadamw']}, index=ratios.index)
+  cells = report.speedup_cells(ratios, labels, pd.Series({'a': 1.36}))
+  assert list(cells['a']) == ['0.5', '5 (bound: a not reached)', 'neither reached the target',
+                              '1.36 (includes 2 of 3 from budget + 1 s)']
+  only = report.speedup_cells(ratios.iloc[2:], labels.iloc[2:], pd.Series({'a': 1.0}))
+  assert 'no measured ratio' in only.loc['geometric mean', 'a']
+
+
+def test_steps_to_target_ignore_the_time_budget(tmp_path):
+  # A loaded machine: the target is reached at step 300 but after 1,600 s, past the 1,500 s
+  # self-tuning limit. The time score misses it; the steps table does not.
+  (tmp_path / 'targets.json').write_text(json.dumps({'toy': TOY}))
+  for s in range(3):
+    fx.write_trial(tmp_path / 'runs', 'loaded', f'study_{s}', 'toy', 1, (400, 800, 1600),
+                   fx.curve(3, 2, 0.5), meta={}, steps=(100, 200, 300), ruleset='self')
+  result = score.score_directory([str(tmp_path / 'runs')]).result
+  table = score.steps_table(result)
+  assert list(table['steps_to_target']) == [300.0]
+  assert list(table['reached']) == ['3/3 studies']
+  assert list(table['time_to_target_s']) == ['not reached']
+  assert result.scores['loaded'] == 0.0

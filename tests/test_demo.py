@@ -86,13 +86,35 @@ def test_summary_ranks_by_steps_and_keeps_columns_aligned():
                           (1.0, 1.0), None)]
   lines = demo.summary_text(runs, 'pytorch', 0.1445, 20).splitlines()
   header, rule, *rows = lines[1:6]
-  assert [row.split()[0] for row in rows] == ['nadamw', 'schedule_free_adamw', 'cdat_nadamw']
+  assert [row.split()[:2] for row in rows] == [['1', 'nadamw'], ['2', 'schedule_free_adamw'],
+                                              ['3', 'cdat_nadamw']]
   assert len(header) == len(rule)
   end = header.index('steps to target') + len('steps to target')
   assert [row[:end].split()[-1] for row in rows] == ['340', '380', 'reached']  # right-aligned
-  assert rows[1].split()[2] == '1.12' and 'not reached' in rows[2]
+  assert rows[1].split()[3] == '1.12' and 'not reached' in rows[2]
   assert loop.STOP_REASONS['max_global_steps'] in rows[2]
+  assert any('Steps resolve to 20 steps (the eval spacing, 5.9% of nadamw\'s 340)' in line
+             for line in lines)
   loaded = demo.summary_text([runs[0]._replace(load=(0.5, 2.0 * (os.cpu_count() or 1)))],
                              'pytorch', 0.1445, 20)
   assert 'exceeded the' in loaded
   assert 'exceeded the' not in demo.summary_text(runs[:1], 'pytorch', 0.1445, 20)
+
+
+def test_equal_steps_share_a_rank():
+  run = demo.RunSummary('nadamw', 400, 340, 60.0, 0.2, 'target', (0.5, 0.5), None)
+  runs = [run, run._replace(name='cdat_nadamw', time_to_target=90.0),
+          run._replace(name='sf', steps_to_target=None), run._replace(steps_to_target=360)]
+  assert [demo.rank(r, runs) for r in runs] == [1, 1, 4, 3]
+
+
+def test_jax_after_pytorch_keeps_each_framework_apart(tmp_path, tiny_criteo_dir, fake_report):
+  # The issue's sequence: `make demo` (PyTorch), then `--framework=jax`; each framework
+  # scores only its own runs (one framework per submission), and the PyTorch report stays.
+  assert _demo(tmp_path, tiny_criteo_dir) == 0
+  assert _demo(tmp_path, tiny_criteo_dir, framework='jax') == 0
+  top = tmp_path / 'demo'
+  assert [call[1] for call in fake_report.calls] == [str(top / 'pytorch'), str(top / 'jax')]
+  assert (top / 'pytorch' / 'report' / 'report.md').is_file()
+  assert (top / 'jax' / 'nadamw' / 'study_0' / 'criteo_embedded_jax').is_dir()
+  assert not list((top / 'jax').glob('*/*/*_pytorch'))

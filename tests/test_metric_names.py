@@ -1,4 +1,6 @@
 """The scalars the curvature policies log are the ones `curvlr.core.metric_names` lists."""
+import dataclasses
+
 from curvlr.core import defaults, metric_names, policy
 
 
@@ -16,6 +18,15 @@ def test_cdat_metrics_are_listed():
   state = policy.observe(p, policy.init(p), 0, policy.Measurement(-1.0, 2.0))
   logged = set(policy.metrics(p, state, policy.Measurement(-1.0, 2.0)))
   assert logged == set(metric_names.CDAT + metric_names.COST)
+
+
+def test_debiased_cdat_metrics_are_listed():
+  p = dataclasses.replace(defaults.CDAT_POLICY, debiased=True, biased_diagnostics=True)
+  m = policy.TwoBatchMeasurement(-1.0, 2.0, -1.5, 2.5)
+  state = policy.observe(p, policy.init(p), 0, m)
+  logged = set(policy.metrics(p, state, m))
+  assert logged == set(metric_names.TWO_BATCH + metric_names.ALPHAS + metric_names.COST
+                       + ('cdat_raw_lr', 'cdat_rejected'))
 
 
 def test_median_metrics_are_listed():

@@ -35,9 +35,10 @@ CURVATURE_PLOTS = (
     ('measurement', 'measurement bookkeeping', ('cdat_rejected',) + MEDIAN + COST),
 )
 
-# Values that stay in force between logged points (drawn as steps): the applied lr, the
-# interval median in use, and running counters.
-HELD = ('lr', 'last_median', 'median_applied', 'median_rejected_windows', 'cdat_rejected',
-        'measure_count', 'overhead_fraction')
+# Values that stay in force between logged points (drawn as steps, to the run's last
+# step): the applied lr, CDAT's rule value and the interval median in use (both change at
+# measurements only), and counters. Not overhead_fraction: it falls between measurements.
+HELD = ('lr', 'cdat_raw_lr', 'last_median', 'median_applied', 'median_rejected_windows',
+        'cdat_rejected', 'measure_count')
 
 ALL = TRAINING + CDAT + TWO_BATCH + ALPHAS + MEDIAN + COST

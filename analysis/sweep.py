@@ -89,7 +89,32 @@ def load_grid(path: str) -> dict:
   grid.setdefault('batch_sizes', [None])
   grid.setdefault('eval_every_steps', 50)
   grid.setdefault('stop_at_target', True)
+  reference = grid.get('scale_with_batch')
+  if reference is not None and not (isinstance(reference, int) and reference >= 1):
+    raise ValueError(f'{path}: "scale_with_batch" must be the reference batch size (an int '
+                     f'>= 1), got {reference!r}.')
+  if reference is not None and None in grid['batch_sizes']:
+    raise ValueError(f'{path}: "scale_with_batch" needs explicit "batch_sizes".')
   return grid
+
+
+def scaled(grid: dict, batch_size: Optional[int]) -> dict:
+  """step_hint, max_global_steps and eval_every_steps of a run at `batch_size`.
+
+  With `"scale_with_batch": R` (the reference batch size) the run sees the same examples
+  as one at R: each count is multiplied by R / batch_size (rounded, >= 1), and step_hint
+  (the workload's, or the grid's "step_hint") is passed to the runner; without it the
+  grid's counts and the workload's step_hint hold at every batch size.
+  """
+  reference = grid.get('scale_with_batch')
+  counts = {'max_global_steps': grid['max_global_steps'],
+            'eval_every_steps': grid['eval_every_steps'], 'step_hint': grid.get('step_hint')}
+  if reference is None:
+    return counts
+  if counts['step_hint'] is None:
+    from curvlr.workloads.criteo import config
+    counts['step_hint'] = config.CONFIGS[grid['workload']].step_hint
+  return {k: max(1, round(v * reference / batch_size)) for k, v in counts.items()}
 
 
 def runs_of(grid: dict) -> List[Run]:
@@ -110,13 +135,16 @@ def is_done(out: str, grid: dict, run: Run) -> bool:
 
 def command(out: str, grid: dict, run: Run) -> List[str]:
   """The runner's command line for `run`."""
+  counts = scaled(grid, run.batch_size)
   cmd = [sys.executable, '-m', 'curvlr.runner', f'--framework={grid["framework"]}',
          f'--workload={grid["workload"]}', f'--submission_path={run.submission}',
          f'--experiment_dir={os.path.join(out, "runs")}', f'--experiment_name={run.name}',
          f'--rng_seed={run.seed}', '--overwrite', '--save_checkpoints=false',
-         f'--eval_every_steps={grid["eval_every_steps"]}',
-         f'--max_global_steps={grid["max_global_steps"]}',
+         f'--eval_every_steps={counts["eval_every_steps"]}',
+         f'--max_global_steps={counts["max_global_steps"]}',
          f'--stop_at_target={str(run.stop_at_target).lower()}', '--progress_every_sec=60']
+  if counts['step_hint'] is not None:
+    cmd.append(f'--step_hint={counts["step_hint"]}')
   if run.batch_size:
     cmd.append(f'--batch_size={run.batch_size}')
   if run.hparams is not None:
@@ -207,20 +235,32 @@ def first_hit(evals: pd.DataFrame, target: float) -> tuple:
   return float(first['global_step']), float(first['score'])
 
 
-def collect(out: str, grid: dict, target: float) -> pd.DataFrame:
-  """One row per finished run: steps/seconds to `target`, final and best validation loss."""
+def target_for(grid: dict, batch_size: Optional[int], override: Optional[float] = None) -> float:
+  """The validation target of runs at `batch_size`: `override`, else the grid's
+  "targets"[str(batch_size)] (per-batch targets of a batch-size study), else the
+  workload's."""
+  if override is not None:
+    return override
+  return float(grid.get('targets', {}).get(str(batch_size), _workload_target(grid)))
+
+
+def collect(out: str, grid: dict, target: Optional[float] = None) -> pd.DataFrame:
+  """One row per finished run: steps/seconds to its target (`target_for`), final and best
+  validation loss."""
   rows = []
   for run in runs_of(grid):
     if not is_done(out, grid, run):
       continue
     trial = logs.load_trial(trial_dir(out, grid, run), run.config, 'sweep')
-    steps, seconds = first_hit(trial.evals, target)
+    run_target = target_for(grid, run.batch_size, target)
+    steps, seconds = first_hit(trial.evals, run_target)
     evals = trial.evals
     rows.append(dict(config=run.config, batch_size=run.batch_size or 0, seed=run.seed,
                      steps_to_target=steps, time_to_target=seconds,
                      last_step=float(evals['global_step'].max()) if len(evals) else math.nan,
                      best_validation_loss=float(evals[METRIC].min()) if len(evals) else math.nan,
-                     eval_every_steps=grid['eval_every_steps']))
+                     eval_every_steps=scaled(grid, run.batch_size)['eval_every_steps'],
+                     target=run_target))
   return pd.DataFrame(rows)
 
 
@@ -276,9 +316,18 @@ def _fmt(v: float, digits: int = 0) -> str:
   return 'missed' if math.isinf(v) else f'{v:.{digits}f}'
 
 
-def markdown(summary: pd.DataFrame, target: float, baseline: str, eval_every: int) -> str:
-  lines = [f'Validation target {target} (strict <), evals every {eval_every} steps; '
-           f'medians over seeds, [95% bootstrap interval]; ratios to `{baseline}`.', '',
+def _per_batch(runs: pd.DataFrame, column: str) -> str:
+  """'0.14' or 'batch 1024: 0.14, batch 4096: 0.15' from the runs' `column`."""
+  values = runs.groupby('batch_size')[column].first()
+  if values.nunique() == 1:
+    return f'{values.iloc[0]:g}'
+  return ', '.join(f'batch {b or "default"}: {v:g}' for b, v in values.items())
+
+
+def markdown(summary: pd.DataFrame, runs: pd.DataFrame, baseline: str) -> str:
+  lines = [f'Validation target {_per_batch(runs, "target")} (strict <), evals every '
+           f'{_per_batch(runs, "eval_every_steps")} steps; medians over seeds, [95% bootstrap '
+           f'interval]; ratios to `{baseline}` at the same batch size.', '',
            '| batch | config | seeds (missed) | steps to target | x baseline | seconds | '
            'x baseline | per-seed steps |', '|---|---|---|---|---|---|---|---|']
   for r in summary.itertuples():
@@ -293,7 +342,7 @@ def markdown(summary: pd.DataFrame, target: float, baseline: str, eval_every: in
   return '\n'.join(lines) + '\n'
 
 
-def plot(out: str, grid: dict, runs: pd.DataFrame, target: float) -> List[str]:
+def plot(out: str, grid: dict, runs: pd.DataFrame) -> List[str]:
   """validation loss vs step, lr vs step (per config, all seeds), steps-to-target."""
   import matplotlib
   matplotlib.use('Agg')
@@ -304,6 +353,8 @@ def plot(out: str, grid: dict, runs: pd.DataFrame, target: float) -> List[str]:
   paths = []
   for batch_size in grid['batch_sizes']:
     tag = f'bs{batch_size or "default"}'
+    at = runs[runs.batch_size == (batch_size or 0)]
+    target = float(at.target.iloc[0]) if len(at) else target_for(grid, batch_size)
     fig_v, ax_v = plt.subplots(figsize=(8, 5))
     fig_l, ax_l = plt.subplots(figsize=(8, 5))
     for run in runs_of(grid):
@@ -329,6 +380,14 @@ def plot(out: str, grid: dict, runs: pd.DataFrame, target: float) -> List[str]:
       fig.savefig(path, dpi=110, bbox_inches='tight')
       plt.close(fig)
       paths.append(path)
+    paths.append(_steps_plot(out, tag, configs, colors, at, target))
+  return paths
+
+
+def _steps_plot(out: str, tag: str, configs: List[str], colors: dict, runs: pd.DataFrame,
+                target: float) -> str:
+  """Steps to target per config at one batch size (dots: seeds; bar: median)."""
+  import matplotlib.pyplot as plt
   fig, ax = plt.subplots(figsize=(max(6, len(configs)), 4))
   for k, config in enumerate(configs):
     group = runs[runs.config == config]
@@ -340,27 +399,34 @@ def plot(out: str, grid: dict, runs: pd.DataFrame, target: float) -> List[str]:
     if missed:
       ax.annotate(f'{missed} missed', (k, ax.get_ylim()[1]), ha='center', fontsize=7)
   ax.set_xticks(range(len(configs)), configs, rotation=30, ha='right', fontsize=8)
-  ax.set(ylabel='steps to target', title=f'steps to validation {target} (bar: median)')
-  path = os.path.join(out, 'plots', 'steps_to_target.png')
+  ax.set(ylabel='steps to target', title=f'{tag}: steps to validation {target} (bar: median)')
+  path = os.path.join(out, 'plots', f'steps_to_target_{tag}.png')
   fig.savefig(path, dpi=110, bbox_inches='tight')
   plt.close(fig)
-  return paths + [path]
+  return path
 
 
-def derive_targets(out: str, grid: dict, fraction: float = 0.75) -> dict:
-  """AlgoPerf's target procedure in steps: per seed of the grid's baseline, the best
-  validation (and test) loss among evals at steps <= fraction x step_hint; the targets
-  are the medians over seeds. -> {'validation': median, 'test': median, 'per_seed': ...}."""
+def derive_targets(out: str, grid: dict, fraction: float = 0.75,
+                   batch_size: Optional[int] = None) -> dict:
+  """AlgoPerf's target procedure in steps: per seed of the grid's baseline at `batch_size`
+  (default: the grid's first), the best validation (and test) loss among evals at steps
+  <= fraction x step_hint (scaled with the batch size under "scale_with_batch"); the
+  targets are the medians over seeds.
+  -> {'validation': median, 'test': median, 'per_seed': ..., 'step': ...}."""
   from curvlr.workloads.criteo import config
-  last = fraction * config.CONFIGS[grid['workload']].step_hint
+  batch_size = grid['batch_sizes'][0] if batch_size is None else batch_size
+  counts = scaled(grid, batch_size)
+  step_hint = counts['step_hint'] or config.CONFIGS[grid['workload']].step_hint
+  last = fraction * step_hint
   per_seed = {}
   for run in runs_of(grid):
-    if run.config != grid['baseline'] or not is_done(out, grid, run):
+    if (run.config != grid['baseline'] or run.batch_size != batch_size
+        or not is_done(out, grid, run)):
       continue
     evals = logs.load_trial(trial_dir(out, grid, run), run.config, 'sweep').evals
     early = evals[evals['global_step'] <= last]
-    if early.empty or early['global_step'].max() < last - grid['eval_every_steps']:
-      raise ValueError(f'{run.name}: no eval within {grid["eval_every_steps"]} steps of '
+    if early.empty or early['global_step'].max() < last - counts['eval_every_steps']:
+      raise ValueError(f'{run.name}: no eval within {counts["eval_every_steps"]} steps of '
                        f'step {last:g}; the run is too short to set a target.')
     per_seed[run.seed] = (float(early[METRIC].min()), float(early['test/loss'].min()))
   if not per_seed:
@@ -370,19 +436,20 @@ def derive_targets(out: str, grid: dict, fraction: float = 0.75) -> dict:
           'per_seed': per_seed, 'step': last}
 
 
-def report(out: str, grid: dict, target: float) -> pd.DataFrame:
-  """Writes runs.csv, summary.csv, summary.md and plots/; -> the summary."""
+def report(out: str, grid: dict, target: Optional[float] = None) -> pd.DataFrame:
+  """Writes runs.csv, summary.csv, summary.md and plots/ for `target` (None: each batch
+  size's `target_for`); -> the summary."""
   runs = collect(out, grid, target)
   if runs.empty:
     raise ValueError(f'{out}: no finished run to summarize.')
   summary = summarize(runs, grid['baseline'])
-  suffix = '' if target == _workload_target(grid) else f'_target{target}'
+  suffix = '' if target is None or target == _workload_target(grid) else f'_target{target}'
   runs.to_csv(os.path.join(out, f'runs{suffix}.csv'), index=False)
   summary.to_csv(os.path.join(out, f'summary{suffix}.csv'), index=False)
-  text = markdown(summary, target, grid['baseline'], grid['eval_every_steps'])
+  text = markdown(summary, runs, grid['baseline'])
   with open(os.path.join(out, f'summary{suffix}.md'), 'w') as f:
     f.write(text)
-  plot(out, grid, runs, target)
+  plot(out, grid, runs)
   print(text, end='')
   return summary
 
@@ -415,14 +482,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       raise ValueError(f'--configs: {unknown} not in the grid ({sorted(grid["configs"])}).')
     grid['configs'] = {k: v for k, v in grid['configs'].items() if k in wanted}
   if args.derive_targets is not None:
-    targets = derive_targets(args.out, grid, args.derive_targets)
-    for seed, (val, test) in sorted(targets['per_seed'].items()):
-      print(f'seed {seed}: best validation/loss {val:.5f}, test/loss {test:.5f} by step '
-            f'{targets["step"]:g}')
-    print(f'validation_target: {targets["validation"]:.5f}\ntest_target: {targets["test"]:.5f}')
+    for batch_size in grid['batch_sizes']:
+      targets = derive_targets(args.out, grid, args.derive_targets, batch_size)
+      at = f'batch {batch_size or "default"}'
+      for seed, (val, test) in sorted(targets['per_seed'].items()):
+        print(f'{at}, seed {seed}: best validation/loss {val:.5f}, test/loss {test:.5f} by '
+              f'step {targets["step"]:g}')
+      print(f'{at} validation_target: {targets["validation"]:.5f}\n'
+            f'{at} test_target: {targets["test"]:.5f}')
     return 0
   failed = [] if args.report_only else run_grid(args.out, grid, args.jobs)
-  report(args.out, grid, args.target if args.target is not None else _workload_target(grid))
+  report(args.out, grid, args.target)
   if failed:
     print(f'sweep: {len(failed)} runs failed: {", ".join(failed)} (logs in '
           f'{os.path.join(args.out, "logs")}); rerun to retry them.', file=sys.stderr)

@@ -36,7 +36,7 @@ def test_tiny_grid_runs_resumes_and_reports(tmp_path, tiny_criteo_dir, monkeypat
   assert len(runs) == 4 and set(runs.steps_to_target) == {2.0}  # first eval at step 2
   summary = pd.read_csv(out / 'summary_target10.0.csv')
   assert list(summary.steps_ratio) == [1.0, 1.0]
-  assert (out / 'plots' / 'steps_to_target.png').exists()
+  assert (out / 'plots' / 'steps_to_target_bsdefault.png').exists()
   grid = sweep.load_grid(path)
   evals = {r.config: pd.read_csv(os.path.join(sweep.trial_dir(out, grid, r),
                                               'eval_measurements.csv'))
@@ -111,13 +111,18 @@ def test_intervals_bracket_the_median_and_handle_misses():
 def test_summary_counts_misses_and_lists_seeds():
   runs = pd.DataFrame(dict(config=['b'] * 3 + ['c'] * 3, batch_size=0, seed=[0, 1, 2] * 2,
                            steps_to_target=[100, 100, 100, 80, math.inf, 70],
-                           time_to_target=[10, 10, 10, 8, math.inf, 7]))
+                           time_to_target=[10, 10, 10, 8, math.inf, 7], target=0.14,
+                           eval_every_steps=50))
   summary = sweep.summarize(runs, 'b').set_index('config')
   assert summary.loc['c', 'missed'] == 1 and summary.loc['c', 'steps_median'] == 80
   assert summary.loc['c', 'per_seed_steps'] == '80 - 70'
   assert summary.loc['c', 'steps_ratio'] == 0.8
-  text = sweep.markdown(summary.reset_index(), 0.14, 'b', 50)
+  text = sweep.markdown(summary.reset_index(), runs, 'b')
   assert '| default | c | 3 (1) | 80 [' in text
+  assert text.startswith('Validation target 0.14 (strict <), evals every 50 steps')
+  mixed = runs.assign(batch_size=[1024] * 3 + [4096] * 3, target=[0.14] * 3 + [0.15] * 3)
+  assert 'target batch 1024: 0.14, batch 4096: 0.15 (strict' in sweep.markdown(
+      sweep.summarize(mixed, 'b'), mixed, 'b')
 
 
 def test_derive_targets_takes_the_median_of_the_baselines_best_by_the_fraction(tmp_path):
@@ -138,3 +143,29 @@ def test_derive_targets_takes_the_median_of_the_baselines_best_by_the_fraction(t
   grid['eval_every_steps'] = 50
   with pytest.raises(ValueError, match='too short'):
     sweep.derive_targets(out, grid, 0.75)
+
+
+def test_scale_with_batch_keeps_the_examples_and_passes_step_hint(tmp_path):
+  path = tmp_path / 'g.json'
+  path.write_text(json.dumps({
+      'workload': 'criteo_embedded', 'seeds': [0], 'batch_sizes': [1024, 4096, 16384],
+      'eval_every_steps': 50, 'max_global_steps': 1500, 'scale_with_batch': 1024,
+      'targets': {'4096': 0.15},
+      'configs': {'c': {'submission': 's.py'}}}))
+  grid = sweep.load_grid(str(path))
+  assert sweep.scaled(grid, 1024) == {'max_global_steps': 1500, 'eval_every_steps': 50,
+                                      'step_hint': 1500}
+  assert sweep.scaled(grid, 16384) == {'max_global_steps': 94, 'eval_every_steps': 3,
+                                       'step_hint': 94}
+  by_size = {r.batch_size: sweep.command(str(tmp_path), grid, r) for r in sweep.runs_of(grid)}
+  assert {'--batch_size=4096', '--step_hint=375', '--eval_every_steps=12',
+          '--max_global_steps=375'} <= set(by_size[4096])
+  assert sweep.target_for(grid, 4096) == 0.15  # the grid's per-batch target
+  assert sweep.target_for(grid, 1024) == 0.1445  # the workload's
+  assert sweep.target_for(grid, 4096, override=0.2) == 0.2
+  unscaled = dict(grid, scale_with_batch=None)
+  assert sweep.scaled(unscaled, 16384)['step_hint'] is None  # the workload's step_hint
+  path.write_text(json.dumps({'seeds': [0], 'max_global_steps': 10, 'scale_with_batch': 1024,
+                              'configs': {'c': {'submission': 's.py'}}}))
+  with pytest.raises(ValueError, match='explicit "batch_sizes"'):
+    sweep.load_grid(str(path))

@@ -22,7 +22,8 @@ def run(argv=None):
   if args.batch_size is not None and args.batch_size < 1:
     raise ValueError(f'--batch_size={args.batch_size}: must be >= 1.')
   backend = backends.for_framework(args.framework)
-  workload = workloads.get_workload(args.workload, args.framework, args.data_dir)
+  workload = workloads.get_workload(args.workload, args.framework, args.data_dir,
+                                    args.step_hint)
   submission = submission_lib.load(args.submission_path)
   batch_size = args.batch_size or submission_lib.batch_size(submission, args.workload)
   eval_batch_size = (submission.get_eval_batch_size(args.workload)
@@ -79,7 +80,8 @@ def _run_trials(args, backend, workload, submission, wl_dir, trials, seed, batch
       if hparams is not None:
         logs.write_json(trial_dir / 'hparams.json', hparams._asdict())
       print(f'{args.framework} | {args.workload} | {args.submission_path} | trial {index} '
-            f'| batch size {batch_size} | seed {seed} | logs: {trial_dir}\n'
+            f'| batch size {batch_size} | step_hint {workload.step_hint} | seed {seed} '
+            f'| logs: {trial_dir}\n'
             f'  {_device_line(args.framework, backend)}\n'
             f'  hyperparameters: {_hparams_line(hparams)}', flush=True)
     result = loop.train_once(

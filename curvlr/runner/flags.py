@@ -67,7 +67,12 @@ def parser() -> argparse.ArgumentParser:
                       'Logs keep accumulated_submission_time.')
   p.add_argument('--batch_size', type=int, default=None,
                  help="Ours, for batch-size studies: the global train batch size instead of the "
-                      "submission's get_batch_size (step_hint and targets stay the workload's).")
+                      "submission's get_batch_size (step_hint and targets stay the workload's "
+                      'unless --step_hint is given).')
+  p.add_argument('--step_hint', type=int, default=None,
+                 help="Ours, for batch-size studies: replaces the workload's step_hint (the "
+                      'steps the baseline schedule spans), e.g. 1500 x 1024 / B at batch B '
+                      'for the same examples.')
   p.add_argument('--stop_at_target', type=_bool, nargs='?', const=True, default=True,
                  help='Ours: false trains on past the targets (whole curves, to set targets or '
                       'score several from one run); the first hit is still recorded.')

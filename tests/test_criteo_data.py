@@ -242,7 +242,23 @@ def test_prefetcher_stops_and_propagates(tiny_criteo_dir):
     next(it)
   train = data.iterate_batches(tiny_criteo_dir, 'train', 100, prefetch=2)
   next(train)
-  train.close()  # the thread exits instead of blocking on a full queue
+  train.close()  # the thread exits instead of blocking on a full queue, and is joined
+  assert not train._thread.is_alive()  # pylint: disable=protected-access
+
+
+def test_closing_a_workload_input_queue_joins_its_prefetch_thread(tiny_criteo_dir):
+  """The runner closes its input queue after training: no daemon thread is left running at
+  interpreter exit (where a forced unwind inside C++ code aborts the process)."""
+  import threading
+  from curvlr.workloads.criteo import config, pytorch_workload
+  workload = pytorch_workload.CriteoPytorchWorkload(config.CRITEO_EMBEDDED, str(tiny_criteo_dir))
+  before = set(threading.enumerate())
+  queue = workload._build_input_queue(np.array([0, 1], np.uint32), 'train', None, 100)  # pylint: disable=protected-access
+  next(queue)
+  started = set(threading.enumerate()) - before
+  assert len(started) == 1
+  queue.close()
+  assert not any(t.is_alive() for t in started)
 
 
 # --- generator ----------------------------------------------------------------

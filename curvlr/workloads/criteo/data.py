@@ -393,14 +393,19 @@ def iterate_batches(data_dir, split: str, global_batch_size: int, *, shuffle_see
 class Prefetcher:
   """Iterates `it` in a daemon thread up to `size` items ahead; re-raises its errors.
 
-  The thread stops when this object is closed or garbage-collected.
+  `close()` (also on garbage collection) stops the thread and joins it. Closing before
+  the interpreter exits matters: a daemon thread still running at finalization is
+  killed by a forced stack unwind, which aborts the process ("terminate called without
+  an active exception") if it is inside C++ code at that moment.
   """
 
   def __init__(self, it: Iterator, size: int):
     self._queue: queue.Queue = queue.Queue(maxsize=size)
     self._stop = threading.Event()
     self._done = False
-    threading.Thread(target=_produce, args=(it, self._queue, self._stop), daemon=True).start()
+    self._thread = threading.Thread(target=_produce, args=(it, self._queue, self._stop),
+                                    daemon=True)
+    self._thread.start()
 
   def __iter__(self):
     return self
@@ -415,8 +420,11 @@ class Prefetcher:
       raise item
     return item
 
-  def close(self):
+  def close(self, timeout: float = 30.0):
+    """Stops the producer and waits for it (it checks every 0.1 s and after each item)."""
     self._stop.set()
+    if self._thread is not threading.current_thread():
+      self._thread.join(timeout)
 
   __del__ = close
 

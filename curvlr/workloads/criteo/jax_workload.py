@@ -1,4 +1,5 @@
 """JAX criteo-shaped workload: params replicated, batches sharded over a 'batch' mesh axis."""
+import contextlib
 import functools
 
 import jax
@@ -72,12 +73,14 @@ class CriteoJaxWorkload(base.CriteoWorkloadBase):
                          cache=None, repeat_final_dataset=None, num_batches=None):
     del data_dir, cache
     num_devices = jax.device_count()
-    for batch in self._numpy_batches(base.seed_from_rng(data_rng), split, global_batch_size,
-                                     num_batches, bool(repeat_final_dataset)):
-      if global_batch_size % num_devices:
-        raise ValueError(f'Global batch size {global_batch_size} is not divisible by the '
-                         f'number of devices {num_devices}.')
-      yield sharding.shard_batch(batch)
+    batches = self._numpy_batches(base.seed_from_rng(data_rng), split, global_batch_size,
+                                  num_batches, bool(repeat_final_dataset))
+    with contextlib.closing(batches):  # closing this generator stops the prefetch thread
+      for batch in batches:
+        if global_batch_size % num_devices:
+          raise ValueError(f'Global batch size {global_batch_size} is not divisible by the '
+                           f'number of devices {num_devices}.')
+        yield sharding.shard_batch(batch)
 
   @functools.partial(jax.jit, static_argnums=(0,))
   def _eval_batch_summed(self, params, batch):

@@ -87,12 +87,14 @@ class CriteoPytorchWorkload(base.CriteoWorkloadBase):
   def _build_input_queue(self, data_rng, split, data_dir, global_batch_size,
                          cache=None, repeat_final_dataset=None, num_batches=None):
     del data_dir, cache
-    for batch in self._numpy_batches(base.seed_from_rng(data_rng), split, global_batch_size, num_batches,
-                                     bool(repeat_final_dataset)):
-      local = self._to_local_torch(batch)
-      if split == 'train':  # AlgoPerf's PyTorch pipeline always sends train weights.
-        local['weights'] = torch.ones_like(local['targets'])
-      yield local
+    batches = self._numpy_batches(base.seed_from_rng(data_rng), split, global_batch_size,
+                                  num_batches, bool(repeat_final_dataset))
+    with contextlib.closing(batches):  # closing this generator stops the prefetch thread
+      for batch in batches:
+        local = self._to_local_torch(batch)
+        if split == 'train':  # AlgoPerf's PyTorch pipeline always sends train weights.
+          local['weights'] = torch.ones_like(local['targets'])
+        yield local
 
   def _eval_model_on_split(self, split, num_examples, global_batch_size, params,
                            model_state, rng, data_dir):

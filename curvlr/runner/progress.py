@@ -6,15 +6,15 @@ import time
 class Progress:
   """Prints a step line at most every `every_sec` seconds, and one line per eval."""
 
-  def __init__(self, every_sec: float, enabled: bool = True, stream=sys.stdout):
+  def __init__(self, every_sec: float, enabled: bool = True, stream=None):
     self.every_sec = every_sec
     self.enabled = enabled and every_sec > 0
-    self.stream = stream
+    self.stream = stream  # None: sys.stdout at each print (it may be replaced meanwhile)
     self._last = time.time()
     self._last_eval = ''
 
   def _print(self, line: str) -> None:
-    print(line, file=self.stream, flush=True)
+    print(line, file=self.stream or sys.stdout, flush=True)
 
   def step(self, global_step: int, submission_time: float, budget: float) -> None:
     if self.enabled and time.time() - self._last >= self.every_sec:

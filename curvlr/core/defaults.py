@@ -62,7 +62,7 @@ def cdat_policy_from_hparams(h: Any, step_hint: int) -> CDATPolicy:
   optional = {k: getattr(h, k, None) for k in ('lr_max', 'ema_unit', 'numerator_clip')}
   rule = cdat.CDATConfig(sigma=float(h.sigma), ema_decay=float(h.ema_decay),
                          **{k: v for k, v in optional.items() if v is not None})
-  start = int(HPARAMS.warmup_factor * step_hint) if shape == 'warmup_cosine' else 0
+  start = schedules.warmup_steps(step_hint, HPARAMS) if shape == 'warmup_cosine' else 0
   return CDATPolicy(rule=rule, schedule=amortization.EveryK(k=int(h.measure_every), start=start),
                     curvature=str(h.curvature), debiased=debiased,
                     biased_diagnostics=debiased if diagnostics is None else bool(diagnostics),

@@ -100,7 +100,7 @@ class IntervalMedianConfig:
     not scale with the run length. Criteo (10,666): W = 250, I = 625.
     """
     hparams = kwargs.get('hparams', schedules.NADAMW_BASELINE)
-    baseline_warmup = int(hparams.warmup_factor * step_hint)
+    baseline_warmup = schedules.warmup_steps(step_hint, hparams)
     return cls(step_hint=step_hint,
                warmup_steps=max(round(warmup_fraction * step_hint), baseline_warmup + 1),
                interval=max(round(interval_fraction * step_hint), 2 * window),

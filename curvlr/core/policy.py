@@ -26,7 +26,6 @@ import math
 from typing import Callable, NamedTuple, Optional, Union
 
 from curvlr.core import amortization, cdat, guards, interval_median, schedules, workload_support
-from curvlr.core.schedules import NADAMW_BASELINE
 
 CURVATURES = ('ggn', 'hessian')
 
@@ -94,7 +93,7 @@ class CDATPolicy:
     """The factor in [0, 1] on the ratio at update `step` (1 without cosine_step_hint)."""
     if self.cosine_step_hint is None:
       return 1.0
-    warmup = int(NADAMW_BASELINE.warmup_factor * self.cosine_step_hint)
+    warmup = schedules.warmup_steps(self.cosine_step_hint)
     return schedules.warmup_cosine(step, 1.0, warmup, max(self.cosine_step_hint - warmup, 1))
 
   @property

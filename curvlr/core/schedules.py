@@ -43,13 +43,18 @@ def warmup_cosine(step: int, peak_lr: float, warmup_steps: int, decay_steps: int
   return peak_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def warmup_steps(step_hint: int, hparams: NAdamWHParams = NADAMW_BASELINE) -> int:
+  """The baseline's warm-up length in updates: int(warmup_factor * step_hint)."""
+  return int(hparams.warmup_factor * step_hint)
+
+
 def nadamw_baseline_lr(step: int, step_hint: int,
                        hparams: NAdamWHParams = NADAMW_BASELINE) -> float:
   """The baseline's lr at update `step`.
 
   w = int(warmup_factor * step_hint) warmup steps, T = max(step_hint - w, 1) decay steps.
   """
-  warmup = int(hparams.warmup_factor * step_hint)
+  warmup = warmup_steps(step_hint, hparams)
   return warmup_cosine(step, hparams.learning_rate, warmup, max(step_hint - warmup, 1))
 
 
@@ -73,7 +78,7 @@ def nadamw_lr(step: int, step_hint: int, hparams: NAdamWHParams = NADAMW_BASELIN
   """
   if not 0 < horizon <= 1:
     raise ValueError(f'horizon = {horizon}: must be in (0, 1].')
-  warmup = int(hparams.warmup_factor * step_hint)
+  warmup = warmup_steps(step_hint, hparams)
   if shape == 'warmup_cosine':
     end = max(round(horizon * step_hint), warmup + 1)
     return warmup_cosine(step, hparams.learning_rate, warmup, end - warmup)

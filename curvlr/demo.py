@@ -32,6 +32,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 SUBMISSIONS = 'nadamw,schedule_free_adamw,cdat_nadamw,ggn_median_nadamw'
 WORKLOAD = config.CRITEO_EMBEDDED
 EVAL_EVERY_STEPS = 17  # 5% of the 340 steps PyTorch NAdamW took to the target (README)
+OTHER_CPU_NOTICE = 0.1  # above this share of the CPU taken by others, seconds are said to be shared
 
 
 def write_targets(out_dir: pathlib.Path) -> pathlib.Path:
@@ -52,6 +53,7 @@ class RunSummary(NamedTuple):
   seconds_per_step: float  # accumulated_submission_time / global_step at the last eval
   stop_reason: str  # a key of curvlr.runner.loop.STOP_REASONS
   load: tuple  # 1-min load average at the run's start and end
+  other_cpu: Optional[float]  # share of the machine's CPU other processes took; None: unknown
   trial_dir: pathlib.Path
 
 
@@ -70,7 +72,8 @@ def read_run(name: str, trial_dir: pathlib.Path, target: float) -> RunSummary:
       float(hit['accumulated_submission_time']) if hit else None,
       float(last['accumulated_submission_time']) / int(last['global_step']),
       summary['stop_reason'],
-      (summary['loadavg_1min_start'], summary['loadavg_1min_end']), trial_dir)
+      (summary['loadavg_1min_start'], summary['loadavg_1min_end']),
+      summary.get('cpu_share_other_processes'), trial_dir)
 
 
 def rank(run: RunSummary, runs: List[RunSummary]) -> int:
@@ -99,13 +102,19 @@ def summary_text(runs: List[RunSummary], framework: str, target: float, eval_eve
     lines.append(f'{rank(r, runs):4d}  {r.name:{width}s}  {steps:>15s}  {ratio:>10s}  {ttt:>18s}  '
                  f'{r.seconds_per_step:7.3f}  {r.steps:5d}  {loop.STOP_REASONS[r.stop_reason]}')
   cores = os.cpu_count() or 1
-  peak = max(max(r.load) for r in runs)
-  lines.append(f'Machine load (1-min average, {cores} cores) at start/end of each run: '
+  lines.append(f'Machine load (1-min average, {cores} cores, the runs\' own threads included) at '
+               'start/end of each run: '
                + ', '.join(f'{r.name} {r.load[0]:.1f}/{r.load[1]:.1f}' for r in runs) + '.')
-  if peak > cores:
-    lines.append(f'The load exceeded the {cores} cores: seconds per step, time to target and '
-                 'the AlgoPerf time score in the report measure the other jobs too; the '
-                 'steps column does not.')
+  if all(r.other_cpu is not None for r in runs):
+    lines.append(f'CPU taken by other processes while each run trained (share of the {cores} '
+                 'cores): ' + ', '.join(f'{r.name} {100 * r.other_cpu:.0f}%' for r in runs) + '.')
+    loaded = max(r.other_cpu for r in runs) > OTHER_CPU_NOTICE
+  else:  # no /proc/stat: the load average is all there is
+    loaded = max(max(r.load) for r in runs) > cores
+  if loaded:
+    lines.append('Other jobs shared the machine: seconds per step, time to target and the '
+                 'AlgoPerf time score in the report measure them too; the steps column does '
+                 'not.')
   share = (f', {100 * eval_every / ref.steps_to_target:.1f}% of {reference}\'s '
            f'{ref.steps_to_target}' if ref else '')
   lines.append(f'Steps resolve to {eval_every} steps (the eval spacing{share}). The report\'s '

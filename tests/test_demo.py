@@ -80,10 +80,10 @@ def test_failed_run_exits_1_without_report(tmp_path, tiny_criteo_dir, fake_repor
 
 
 def test_summary_ranks_by_steps_and_keeps_columns_aligned():
-  runs = [demo.RunSummary('schedule_free_adamw', 400, 380, 40.0, 0.1, 'target', (0.5, 0.6), None),
-          demo.RunSummary('nadamw', 400, 340, 60.0, 0.2, 'target', (0.5, 0.9), None),
+  runs = [demo.RunSummary('schedule_free_adamw', 400, 380, 40.0, 0.1, 'target', (0.5, 0.6), 0.01, None),
+          demo.RunSummary('nadamw', 400, 340, 60.0, 0.2, 'target', (0.5, 0.9), 0.02, None),
           demo.RunSummary('cdat_nadamw', 1500, None, None, 0.3, 'max_global_steps',
-                          (1.0, 1.0), None)]
+                          (1.0, 1.0), 0.0, None)]
   lines = demo.summary_text(runs, 'pytorch', 0.1445, 20).splitlines()
   header, rule, *rows = lines[1:6]
   assert [row.split()[:2] for row in rows] == [['1', 'nadamw'], ['2', 'schedule_free_adamw'],
@@ -95,14 +95,23 @@ def test_summary_ranks_by_steps_and_keeps_columns_aligned():
   assert loop.STOP_REASONS['max_global_steps'] in rows[2]
   assert any('Steps resolve to 20 steps (the eval spacing, 5.9% of nadamw\'s 340)' in line
              for line in lines)
-  loaded = demo.summary_text([runs[0]._replace(load=(0.5, 2.0 * (os.cpu_count() or 1)))],
-                             'pytorch', 0.1445, 20)
-  assert 'exceeded the' in loaded
-  assert 'exceeded the' not in demo.summary_text(runs[:1], 'pytorch', 0.1445, 20)
+  assert 'CPU taken by other processes' in '\n'.join(lines)
+  assert 'schedule_free_adamw 1%, nadamw 2%, cdat_nadamw 0%' in '\n'.join(lines)
+  # The runs' own threads raise the load average, not the others' share: no notice.
+  busy_alone = [r._replace(load=(2.0, 2.0 * (os.cpu_count() or 1))) for r in runs]
+  assert 'Other jobs shared' not in demo.summary_text(busy_alone, 'pytorch', 0.1445, 20)
+  shared = [runs[0]._replace(other_cpu=0.4)] + runs[1:]
+  assert 'Other jobs shared' in demo.summary_text(shared, 'pytorch', 0.1445, 20)
+  # Without /proc/stat the load average decides.
+  unknown = [r._replace(other_cpu=None) for r in runs]
+  assert 'CPU taken' not in demo.summary_text(unknown, 'pytorch', 0.1445, 20)
+  assert 'Other jobs shared' not in demo.summary_text(unknown, 'pytorch', 0.1445, 20)
+  assert 'Other jobs shared' in demo.summary_text(
+      [unknown[0]._replace(load=(0.5, 2.0 * (os.cpu_count() or 1)))], 'pytorch', 0.1445, 20)
 
 
 def test_equal_steps_share_a_rank():
-  run = demo.RunSummary('nadamw', 400, 340, 60.0, 0.2, 'target', (0.5, 0.5), None)
+  run = demo.RunSummary('nadamw', 400, 340, 60.0, 0.2, 'target', (0.5, 0.5), None, None)
   runs = [run, run._replace(name='cdat_nadamw', time_to_target=90.0),
           run._replace(name='sf', steps_to_target=None), run._replace(steps_to_target=360)]
   assert [demo.rank(r, runs) for r in runs] == [1, 1, 4, 3]

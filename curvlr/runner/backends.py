@@ -28,6 +28,12 @@ class PytorchBackend:
       torch.cuda.synchronize()
     return self._dist.all_reduce_max(time.time())
 
+  def sum_over_processes(self, value: float) -> float:
+    """Sum of a Python float over ranks (a collective under DDP)."""
+    import torch
+    t = torch.tensor([value], dtype=torch.float64, device=self._dist.device())
+    return float(self._dist.all_reduce_sum(t).item())
+
   def save_checkpoint(self, path: pathlib.Path, params, model_state, optimizer_state,
                       extra: Dict[str, Any]) -> None:
     import torch
@@ -66,6 +72,9 @@ class JaxBackend:
 
   def get_time(self) -> float:
     return time.time()
+
+  def sum_over_processes(self, value: float) -> float:
+    return value  # one process
 
   def save_checkpoint(self, path, params, model_state, optimizer_state, extra) -> None:
     import jax

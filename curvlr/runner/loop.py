@@ -15,7 +15,7 @@ import types
 from typing import Any, Dict, List, Optional, Tuple
 
 from curvlr import spec
-from curvlr.runner import logs
+from curvlr.runner import cpu_share, logs
 
 SELF_TUNING_BUDGET_FACTOR = 1.5
 CHECKPOINT = 'checkpoint.pkl'
@@ -89,6 +89,7 @@ def train_once(workload, submission: types.ModuleType, backend, prng, *, trial_d
     global_step, preemption_count, eval_results = 0, 0, []
     training_complete_error = False
     load_start = os.getloadavg()
+    cpu_start, own_cpu_start = cpu_share.snapshot(), cpu_share.own_cpu_seconds()
     checkpoint = trial_dir / CHECKPOINT
     if resume and checkpoint.exists():
       params, model_state, optimizer_state, extra = backend.load_checkpoint(
@@ -197,6 +198,9 @@ def train_once(workload, submission: types.ModuleType, backend, prng, *, trial_d
                          global_step=global_step, max_global_steps=max_global_steps,
                          is_time_remaining=state['is_time_remaining'])
     wall_time = backend.get_time() - global_start_time  # a collective under DDP: every rank
+    run_cpu = backend.sum_over_processes(cpu_share.own_cpu_seconds() - own_cpu_start)
+    other_cpu = cpu_share.other_share(cpu_start, cpu_share.snapshot(), run_cpu,
+                                      os.cpu_count() or 1)
     if backend.is_rank0:
       logs.write_json(trial_dir / RUN_SUMMARY, {
           'stop_reason': reason, 'stop_reason_text': STOP_REASONS[reason],
@@ -208,6 +212,7 @@ def train_once(workload, submission: types.ModuleType, backend, prng, *, trial_d
           'validation_target_value': workload.validation_target_value,
           'loop_wall_time_sec': wall_time,  # training loop incl. evals, excl. init
           'loadavg_1min_start': load_start[0], 'loadavg_1min_end': os.getloadavg()[0],
+          'cpu_share_other_processes': other_cpu,  # cpu_share.py; None off Linux
           'cpu_count': os.cpu_count()})
     return TrialResult(trial_dir, eval_results, global_step,
                        state['accumulated_submission_time'], hit[1], reason)

@@ -1,7 +1,8 @@
 """Curvature drivers on AlgoPerf batch structures (tests/structural_workloads.py), both
 frameworks, dropout on: ogbg's graph batches (masked per-task sigmoid, odd graph count,
-two-batch halves by graph), and fastMRI's MAE, whose GGN is 0 (the Hessian is measured
-instead)."""
+two-batch halves by graph), fastMRI's MAE, whose GGN is 0 (the Hessian is measured
+instead), and librispeech's CTC (tuple inputs and targets with paddings; the GGN's
+per-frame softmax Fisher; halves and sub-batches by sequence)."""
 import dataclasses
 import json
 import math
@@ -148,12 +149,54 @@ def test_graph_halves_agree_across_frameworks():
       assert row_j[key] == pytest.approx(row_t[key], rel=2e-3), (step_j, key)
 
 
-@pytest.mark.parametrize('kind', ['ogbg', 'fastmri'])
+@pytest.mark.parametrize('kind', ['ogbg', 'fastmri', 'librispeech_conformer'])
 def test_frameworks_agree_without_dropout(kind):
   rows_j, _ = run('jax', kind, CDAT, 1, size=9, hparams=HP_NO_DROPOUT)
   rows_t, _ = run('pytorch', kind, CDAT, 1, size=9, hparams=HP_NO_DROPOUT)
   for key in ('g_dot_u', 'u_m_u'):
     assert rows_j[0][1][key] == pytest.approx(rows_t[0][1][key], rel=2e-3), key
+
+
+CTC = 'librispeech_conformer'
+
+
+@pytest.mark.parametrize('framework', ['jax', 'pytorch'])
+def test_median_on_ctc_sequence_batches(framework):
+  """Before: refused at init ('the CTC output Hessian is indefinite'). Now the halves are
+  the sequences at even and odd positions of the tuple leaves, d^T G d the Fisher form."""
+  rows, state = run(framework, CTC, MEDIAN, 6, size=8)
+  assert [s for s, _ in rows] == [2, 3, 4]
+  for _, row in rows:
+    assert row['gd_1'] < 0 < row['dGd_1'] and math.isfinite(row['dGd_1'])
+  _assert_window_applied(rows, state)
+
+
+@pytest.mark.parametrize('framework', ['jax', 'pytorch'])
+@pytest.mark.parametrize('policy', [
+    P.CDATPolicy(schedule=amortization.EveryK(k=1), debiased=True),
+    P.CDATPolicy(schedule=amortization.EveryK(k=1, measure_fraction=0.5))],
+    ids=['debiased', 'sub_batch'])
+def test_cdat_on_ctc_sequence_batches(framework, policy):
+  """Before: both refused at init (no halves; no sub-batch of tuple batches)."""
+  rows, state = run(framework, CTC, policy, 3, size=8)
+  assert [s for s, _ in rows] == [0, 1, 2]
+  for _, row in rows:
+    assert row['u_m_u' if 'u_m_u' in row else 'dGd_1'] > 0
+    assert math.isfinite(row['cdat_raw_lr'])
+  assert state.rule.lr != policy.rule.lr_init
+
+
+def test_ctc_halves_agree_across_frameworks():
+  """Same params, batch, direction and dropout masks (drawn from the batch): the
+  interval-median's scalars and lr on CTC agree between PyTorch and JAX."""
+  rows = {}
+  for framework in ('jax', 'pytorch'):
+    rows[framework], state = run(framework, CTC, MEDIAN, 5, size=8, data_dropout=True)
+    _assert_window_applied(rows[framework], state)
+  for (step_j, row_j), (step_t, row_t) in zip(rows['jax'], rows['pytorch']):
+    assert step_j == step_t
+    for key in ('gd_1', 'dGd_1', 'lr'):
+      assert row_j[key] == pytest.approx(row_t[key], rel=2e-3), (step_j, key)
 
 
 def _two_batch_and_full(framework, batch):

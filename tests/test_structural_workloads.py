@@ -199,11 +199,11 @@ def test_ctc_halves_agree_across_frameworks():
       assert row_j[key] == pytest.approx(row_t[key], rel=2e-3), (step_j, key)
 
 
-def _two_batch_and_full(framework, batch):
+def _two_batch_and_full(framework, batch, kind='ogbg'):
   """-> ((loss, grad norm) of a two-batch step, the same of a plain step, measurement)."""
   if framework == 'jax':
     from curvlr.jax import train_step
-    workload = sw.JaxWorkload('ogbg')
+    workload = sw.JaxWorkload(kind)
     params, _ = workload.init_model_fn()
     state, update_fn = jax_stepsize.init_optimizer_state(workload, MEDIAN, HP_NO_DROPOUT)
     rng = jax.random.PRNGKey(0)
@@ -213,7 +213,7 @@ def _two_batch_and_full(framework, batch):
     return (float(loss), float(norm)), (float(full), float(train_step.global_norm(grads))), \
         np.asarray(scalars)[:2]
   from curvlr.pytorch import train_step
-  workload = sw.TorchWorkload('ogbg')
+  workload = sw.TorchWorkload(kind)
   model, _ = workload.init_model_fn()
   optimizer = torch_stepsize.init_optimizer_state(workload, model, MEDIAN,
                                                   HP_NO_DROPOUT)['optimizer']
@@ -239,34 +239,56 @@ def test_graph_halves_rebuild_the_batch_gradient(framework, empty_half):
   assert np.isnan(measured).all() if empty_half else np.isfinite(measured).all()
 
 
+@pytest.mark.parametrize('framework', ['jax', 'pytorch'])
+def test_ctc_halves_rebuild_the_batch_gradient(framework):
+  """Halves of tuple leaves by sequence, mixed by label counts: the whole batch's loss
+  and gradient."""
+  two_batch, full, measured = _two_batch_and_full(framework, sw.batch(CTC, 8, seed=3), CTC)
+  assert two_batch == pytest.approx(full, rel=1e-5)
+  assert np.isfinite(measured).all()
+
+
 _BLOCKS = dict(size=9, num_nodes=24)  # per device: 9 graphs (odd), the last padding
 
 
-def _torch_rank(rank, init_file, out_dir):
+def device_batches(kind, step):
+  """-> (global batch, [the 2 devices' blocks]): ogbg's odd graph blocks, or CTC's 8
+  sequences as two blocks of 4."""
+  if kind == 'ogbg':
+    return sw.device_blocks(seed=step, **_BLOCKS)
+  whole = sw.batch(kind, 8, seed=step)
+  block = lambda k: {key: tuple(x[4 * k:4 * k + 4] for x in v) for key, v in whole.items()}
+  return whole, [block(0), block(1)]
+
+
+def _torch_rank(rank, init_file, out_dir, kind):
   torch.distributed.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank,
                                        world_size=2)
   torch.set_num_threads(1)
-  rows, _ = run('pytorch', 'ogbg', MEDIAN, 5, None, hparams=HP_NO_DROPOUT,
-                batches=lambda step: sw.device_blocks(seed=step, **_BLOCKS)[1][rank])
+  rows, _ = run('pytorch', kind, MEDIAN, 5, None, hparams=HP_NO_DROPOUT,
+                batches=lambda step: device_batches(kind, step)[1][rank])
   torch.save(rows, os.path.join(out_dir, f'rank{rank}.pt'))
   torch.distributed.destroy_process_group()
 
 
 _JAX_TWO_DEVICES = textwrap.dedent("""
-    import json, jax
+    import json, sys, jax
     assert jax.device_count() == 2, jax.devices()
     import test_structural_workloads as t
-    rows, _ = t.run('jax', 'ogbg', t.MEDIAN, 5, None, hparams=t.HP_NO_DROPOUT,
-                    batches=lambda step: t.sw.device_blocks(seed=step, **t._BLOCKS)[0])
+    kind = sys.argv[1]
+    rows, _ = t.run('jax', kind, t.MEDIAN, 5, None, hparams=t.HP_NO_DROPOUT,
+                    batches=lambda step: t.device_batches(kind, step)[0])
     print('ROWS', json.dumps(rows))
 """)
 
 
-def test_graph_halves_on_two_devices_agree_across_frameworks(tmp_path):
-  """Two devices, one odd block of graphs each: JAX (2 virtual devices, the batch sharded)
-  and PyTorch (2 gloo ranks, DDP) take the same halves (positions within each block) and
-  reduce them to the same scalars and lr."""
-  torch.multiprocessing.spawn(_torch_rank, args=(str(tmp_path / 'init'), str(tmp_path)),
+@pytest.mark.parametrize('kind', ['ogbg', CTC])
+def test_halves_on_two_devices_agree_across_frameworks(tmp_path, kind):
+  """Two devices, one block each (ogbg: odd graph blocks; CTC: 4 sequences of tuple
+  leaves): JAX (2 virtual devices, the batch sharded) and PyTorch (2 gloo ranks, DDP)
+  take the same halves (positions within each block) and reduce them to the same
+  scalars and lr."""
+  torch.multiprocessing.spawn(_torch_rank, args=(str(tmp_path / 'init'), str(tmp_path), kind),
                               nprocs=2, join=True)
   keys = ('gd_1', 'dGd_1', 'lr')
   ranks = [[(s, {k: row[k] for k in keys}) for s, row in torch.load(tmp_path / f'rank{r}.pt')]
@@ -274,7 +296,7 @@ def test_graph_halves_on_two_devices_agree_across_frameworks(tmp_path):
   assert ranks[0] == ranks[1]  # the same reduced scalars on every rank
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2',
              PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / 'tests')]), JAX_PLATFORMS='cpu')
-  proc = subprocess.run([sys.executable, '-c', _JAX_TWO_DEVICES], cwd=ROOT, env=env,
+  proc = subprocess.run([sys.executable, '-c', _JAX_TWO_DEVICES, kind], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   jax_rows = json.loads(proc.stdout.split('ROWS', 1)[1])

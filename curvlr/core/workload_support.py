@@ -11,7 +11,7 @@ with the reason, never at the first measurement step.
 | criteo1tb, imagenet_*, wmt, mnist, cifar | the workload's | GGN | rows | rows |
 | ogbg | per-task sigmoid, (B, 128) mask | GGN | graphs | graphs (weights masked) |
 | fastmri | MAE | Hessian (GGN = 0) | rows | rows |
-| librispeech_* | CTC | GGN with the per-frame softmax Fisher (PSD bound) | sequences | rows (sequences) |
+| librispeech_* | CTC | GGN, per-frame softmax Fisher (PSD bound) | sequences | sequences |
 
 Two-batch splits (`halves_of`): half 1 holds the examples at even positions within each
 device's block of the batch, half 2 those at odd positions.
@@ -38,16 +38,13 @@ Why:
   u^T G u = 0 exactly and every GGN step size is undefined; the Hessian keeps the
   network's own curvature (J's second derivative weighted by the loss gradient).
 - CTC is not convex in the logits: its exact output Hessian is indefinite (u^T M u = -2e9
-  was measured on conformer), so the interval-median's alpha would change sign. With
-  l = -log sum_pi exp(sum_t z_{t,pi_t}) + sum_t logsumexp(z_t) over a sequence's
-  unpadded frames, that Hessian is F - C: F = blockdiag_t(diag p_t - p_t p_t^T) (the
-  per-frame softmax Fisher, PSD) and C the covariance of the alignment posterior's
-  one-hot frames (PSD). The oracles' GGN form uses F (`ctc_fisher_quad`): PSD, and
-  d^T F d >= d^T (F - C) d, so it bounds the curvature from above (a smaller, safe
-  step); normalised by the label count as AlgoPerf's CTC loss, so it matches g.d. CDAT
-  with curvature 'ggn' measures it; with 'hessian' it measures the exact (indefinite)
-  Hessian and takes |u^T M u| (`cdat.py`). Batches are split and sub-sampled by
-  sequences; train-mode BatchNorm (both models) then uses the part's statistics.
+  was measured on conformer), so the interval-median's alpha would change sign. The
+  oracles' GGN form uses the per-frame softmax Fisher F instead (PSD, and above the
+  exact F - C: a smaller, safe step; the math in `curvlr/pytorch/curvature.py`'s
+  docstring), normalised by the label count as AlgoPerf's CTC loss, so its units match
+  g.d. CDAT with curvature 'hessian' measures the exact (indefinite) Hessian and takes
+  |u^T M u| (`cdat.py`). Batches are split and sub-sampled by sequence; train-mode
+  BatchNorm (both models) then uses the part's statistics.
 
 Workloads are recognised by their module (`algoperf.workloads.<base>....`, variants
 included), by an `algoperf_base` attribute (test doubles, third-party workloads), or,

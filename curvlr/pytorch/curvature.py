@@ -28,10 +28,11 @@ Per-example losses and counts follow AlgoPerf v0.6's `loss_fn`s; `H_n` is in clo
       (e.g. `hessian_quadratic_form`, which sees the curvature of the model only).
   CTC_LOSS               librispeech: forward_fn returns (logits (B,T,V), logit_paddings),
       targets = (labels (B,S), label_paddings (B,S)); l_b = ctc(log_softmax(z_b)), blank 0.
-      n = sum_b w_b * label_length_b (AlgoPerf's unmasked count). The exact output
-      Hessian is F - C and indefinite: F = blockdiag_t(diag p_t - p_t p_t^T), the
-      per-frame softmax Fisher over unpadded frames, C the covariance of the alignment
-      posterior's one-hot frames (PSD). The GGN form uses F alone (`ctc_fisher_quad`):
+      n = sum_b w_b * label_length_b (AlgoPerf's unmasked count). Over a sequence's
+      unpadded frames l = -log sum_pi exp(sum_t z_{t,pi_t}) + sum_t logsumexp(z_t)
+      (pi: the alignments of its labels), so the exact output Hessian is F - C, and
+      indefinite: F = blockdiag_t(diag p_t - p_t p_t^T), the per-frame softmax Fisher,
+      and C the covariance of the alignment posterior's one-hot frames (PSD). The GGN form uses F alone (`ctc_fisher_quad`):
       z^T F z = sum_t Var_{p_t}(z_t) over unpadded frames, PSD and >= z^T (F - C) z, so
       it bounds the curvature from above (a smaller step). The Hessian oracle keeps the
       exact curvature (in PyTorch by finite differences: ctc_loss has no double backward).

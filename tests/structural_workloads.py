@@ -10,6 +10,11 @@ conventions of one AlgoPerf workload (`algoperf_base` tells
            per task, targets and mask (B, 128), B odd; `loss_type` SOFTMAX as
            AlgoPerf's ogbg says.
   fastmri  MAE over (B, 4, 4) images from (B, 8) inputs, per-example weights (B,).
+  librispeech_conformer  CTC: `inputs` (frames (B, T, 8), frame paddings (B, T)), the MLP
+           runs per frame (dropout per frame) and returns (logits (B, T, V), logit
+           paddings = frame paddings); `targets` (labels (B, S) in 1..V-1, 0 where padded,
+           label paddings (B, S)); no weights. The loss is AlgoPerf's: summed per-sequence
+           CTC (blank 0) over the label count.
 Not a model of those workloads: only what a curvature driver sees of them.
 
 `data_dropout = True` replaces the frameworks' random dropout masks by one drawn from
@@ -30,7 +35,9 @@ class Graphs(NamedTuple):
 KINDS = {
     'ogbg': dict(loss_type=spec.LossType.SOFTMAX_CROSS_ENTROPY, out=(128,)),
     'fastmri': dict(loss_type=spec.LossType.MEAN_ABSOLUTE_ERROR, out=(4, 4)),
+    'librispeech_conformer': dict(loss_type=spec.LossType.CTC_LOSS, out=(6,)),
 }
+FRAMES, LABELS = 8, 3  # CTC: T frames and S label slots per sequence
 HIDDEN = 16
 
 
@@ -56,11 +63,26 @@ def batch(kind, size, seed=0, num_nodes=None):
     targets = (rng.random((size,) + out) < 0.3).astype(np.float32)
     weights = (rng.random((size,) + out) < 0.8).astype(np.float32)
     weights[-1] = 0.0  # the padding graph
+  elif kind == 'librispeech_conformer':
+    frame_lengths = rng.integers(FRAMES - 2, FRAMES + 1, size)  # >= 2 * LABELS: feasible
+    label_lengths = rng.integers(1, LABELS + 1, size)
+    frame_paddings = (np.arange(FRAMES) >= frame_lengths[:, None]).astype(np.float32)
+    label_paddings = (np.arange(LABELS) >= label_lengths[:, None]).astype(np.float32)
+    labels = rng.integers(1, out[0], (size, LABELS)) * (1 - label_paddings).astype(np.int32)
+    inputs = (rng.normal(size=(size, FRAMES, 8)).astype(np.float32), frame_paddings)
+    return {'inputs': inputs, 'targets': (labels.astype(np.int32), label_paddings)}
   else:
     inputs = rng.normal(size=(size, 8)).astype(np.float32)
     targets = rng.normal(size=(size,) + out).astype(np.float32)
     weights = np.ones(size, np.float32)
   return {'inputs': inputs, 'targets': targets, 'weights': weights}
+
+
+def _output(kind, out, batch):
+  """The model_fn output from the MLP's (rows, out) array."""
+  if kind == 'librispeech_conformer':
+    return out.reshape(batch['inputs'][1].shape + KINDS[kind]['out']), batch['inputs'][1]
+  return out.reshape((out.shape[0],) + KINDS[kind]['out'])
 
 
 def _loss_sums(np_like, kind, targets, logits, mask):
@@ -75,9 +97,11 @@ def _loss_sums(np_like, kind, targets, logits, mask):
 
 
 def _data_keep(np_like, batch, shape, rate):
-  """A dropout keep-mask of `shape` (rows: nodes or examples) drawn from the batch's
-  integer content (which examples have weight), identical in both frameworks."""
-  weights = batch['weights'].reshape(batch['weights'].shape[0], -1)
+  """A dropout keep-mask of `shape` (rows: nodes, frames or examples) drawn from the
+  batch's integer content (which examples have weight, or labels), identical in both
+  frameworks."""
+  weights = batch['weights'] if 'weights' in batch else 1 - batch['targets'][1]
+  weights = weights.reshape(weights.shape[0], -1)
   valid = (weights != 0).sum(-1) > 0
   salt = (valid * np_like['arange'](1, valid.shape[0] + 1)).sum()
   rows = np_like['arange'](shape[0]).reshape(-1, 1)
@@ -87,6 +111,8 @@ def _data_keep(np_like, batch, shape, rate):
 
 def _rows_and_pool(np_like, inputs):
   """-> (rows the MLP runs on, (B, rows) 0/1 matrix summing each graph's nodes or None)."""
+  if isinstance(inputs, tuple) and not isinstance(inputs, Graphs):  # CTC frames
+    return inputs[0].reshape(-1, inputs[0].shape[-1]), None
   if not isinstance(inputs, Graphs):
     return inputs, None
   end = np_like['cumsum'](inputs.n_node)
@@ -128,12 +154,18 @@ class JaxWorkload(_Base):
               else jax.random.bernoulli(rng, 1.0 - dropout_rate, h.shape))
       h = jnp.where(keep, h / (1.0 - dropout_rate), 0.0)
     out = (h if pool is None else pool @ h) @ params['w2'] + params['b2']
-    return out.reshape((out.shape[0],) + KINDS[self.kind]['out']), model_state
+    return _output(self.kind, out, batch), model_state
 
   def loss_fn(self, label_batch, logits_batch, mask_batch=None, label_smoothing=0.0):
     import jax
     import jax.numpy as jnp
     del label_smoothing
+    if self.kind == 'librispeech_conformer':  # AlgoPerf's librispeech JAX loss_fn
+      import optax
+      (logits, logit_paddings), (labels, label_paddings) = logits_batch, label_batch
+      per = optax.ctc_loss(jax.nn.log_softmax(logits), logit_paddings, labels, label_paddings)
+      return {'summed': per.sum(), 'per_example': per,
+              'n_valid_examples': jnp.clip((1 - label_paddings).sum(), min=1.0)}
     ops = {'softplus': jax.nn.softplus, 'abs': jnp.abs, 'ones_like': jnp.ones_like}
     summed, n, per = _loss_sums(ops, self.kind, label_batch, logits_batch, mask_batch)
     return {'summed': summed, 'n_valid_examples': n, 'per_example': per}
@@ -175,11 +207,19 @@ class TorchWorkload(_Base):
     keep = (_data_keep(ops, batch, (x.shape[0], HIDDEN), dropout_rate)
             if self.data_dropout and dropout_rate else None)
     out = params(x, pool, dropout_rate, keep)
-    return out.reshape((out.shape[0],) + KINDS[self.kind]['out']), model_state
+    return _output(self.kind, out, batch), model_state
 
   def loss_fn(self, label_batch, logits_batch, mask_batch=None, label_smoothing=0.0):
     import torch
     del label_smoothing
+    if self.kind == 'librispeech_conformer':  # AlgoPerf's librispeech PyTorch loss_fn
+      (logits, logit_paddings), (labels, label_paddings) = logits_batch, label_batch
+      per = torch.nn.functional.ctc_loss(
+          torch.log_softmax(logits, -1).transpose(0, 1), labels.long(),
+          (1 - logit_paddings).sum(-1).long(), (1 - label_paddings).sum(-1).long(),
+          blank=0, reduction='none')
+      n = max((1 - label_paddings).sum(), 1)
+      return {'summed': per.sum(), 'n_valid_examples': n, 'per_example': per}
     ops = {'softplus': torch.nn.functional.softplus, 'abs': torch.abs,
            'ones_like': torch.ones_like}
     summed, n, per = _loss_sums(ops, self.kind, label_batch, logits_batch, mask_batch)
@@ -198,6 +238,7 @@ def device_blocks(size, num_nodes, seed, blocks=2):
 
 def torch_batch(numpy_batch):
   import torch
-  convert = lambda v: (Graphs(*map(torch.as_tensor, v)) if isinstance(v, Graphs)
+  convert = lambda v: (type(v)(*map(torch.as_tensor, v)) if isinstance(v, Graphs)
+                       else tuple(map(torch.as_tensor, v)) if isinstance(v, tuple)
                        else torch.as_tensor(v))
   return {k: convert(v) for k, v in numpy_batch.items()}

@@ -209,22 +209,44 @@ def _ctc_case():
   return params, apply_fn, (labels, label_paddings), u
 
 
-def test_ctc_ggn_uses_the_exact_output_space_hessian_and_counts_tokens():
+def _dense_ctc_forms(params, apply_fn, targets, u, mask):
+  """Brute force: J (dense, by jacfwd), the per-frame Fisher F as a dense block-diagonal
+  matrix over unpadded frames, and the exact CTC output Hessian H (jax.hessian)."""
+  flat, unravel = ravel_pytree(params)
+  logits, paddings = apply_fn(params)
+  jac = jax.jacfwd(lambda f: apply_fn(unravel(f))[0].reshape(-1))(flat)  # (B*T*V, P)
+  p = jax.nn.softmax(logits)
+  blocks = jax.vmap(jax.vmap(lambda q: jnp.diag(q) - jnp.outer(q, q)))(p)  # (B, T, V, V)
+  weights = mask[:, None] * (1 - paddings)  # sequence weight on unpadded frames
+  fisher = jax.scipy.linalg.block_diag(*(weights[..., None, None] * blocks).reshape(
+      (-1,) + blocks.shape[-2:]))
+  loss = lambda z: C.loss_sums(LT.CTC_LOSS, z.reshape(logits.shape), targets, mask, 0.0,
+                               paddings)[0]
+  hess = jax.hessian(loss)(logits.reshape(-1))
+  ju = jac @ ravel_pytree(u)[0]
+  return ju @ fisher @ ju, ju @ hess @ ju, fisher - hess
+
+
+def test_ctc_ggn_is_the_per_frame_fisher_and_counts_tokens():
+  """The CTC "GGN" is d^T J^T F J d with F the per-frame softmax Fisher over unpadded
+  frames (dense brute force), >= 0, and >= the exact CTC GGN (F - C <= F)."""
   params, apply_fn, targets, u = _ctc_case()
   mask = jnp.array([1.0, 1.0, 0.0])
-
-  @jax.jit
-  def run(p, v):
-    logits, paddings = apply_fn(p)
-    ju = jax.jvp(lambda q: apply_fn(q)[0], (p,), (v,))[1]
-    _, (gdz, _), (quad, _) = C.directional_derivatives(
-        lambda z: C.loss_sums(LT.CTC_LOSS, z, targets, mask, 0.0, paddings), logits, ju)
-    return quad, gdz, C.ggn_quadratic_form(apply_fn, p, v, targets, LT.CTC_LOSS, mask=mask)
-
-  quad, gdz, ggn = run(params, u)  # the CTC Hessian is checked in test_curvature_parity.py
-  _close(ggn.quad, quad, 1e-10)
+  ggn = jax.jit(lambda p, v: C.ggn_quadratic_form(apply_fn, p, v, targets, LT.CTC_LOSS,
+                                                  mask=mask))(params, u)
+  fisher_form, exact_form, gap = _dense_ctc_forms(params, apply_fn, targets, u, mask)
+  _close(ggn.quad, fisher_form, 1e-10)
+  assert float(exact_form) < float(ggn.quad)  # C > 0 along this direction
+  assert float(jnp.linalg.eigvalsh(gap).min()) > -1e-10  # F - H = C is PSD
+  logits, paddings = apply_fn(params)
+  ju = jax.jvp(lambda q: apply_fn(q)[0], (params,), (u,))[1]
+  _, gdz = jax.jvp(lambda z: C.loss_sums(LT.CTC_LOSS, z, targets, mask, 0.0, paddings)[0],
+                   (logits,), (ju,))
   _close(ggn.gu, gdz, 1e-10)
   assert float(ggn.n) == 6.0  # label lengths 3 + 3; the third sequence is masked
+  for seed in range(5):
+    v = jax.tree.map(lambda p: jax.random.normal(jax.random.PRNGKey(seed), p.shape), params)
+    assert float(C.ggn_quadratic_form(apply_fn, params, v, targets, LT.CTC_LOSS).quad) >= 0
 
 
 def test_sub_batch_takes_equal_slices_of_each_shard():

@@ -469,10 +469,14 @@ def _ctc_case(dtype=F64):
   labels = torch.randint(1, 5, (3, 3), generator=g)
   label_paddings = torch.zeros(3, 3, dtype=dtype)
   label_paddings[2, 2:] = 1
-  return model, (lambda m: (m(frames), logit_paddings)), (labels, label_paddings)
+  fwd = lambda m: (m(frames), logit_paddings)
+  fwd.frames = frames
+  return model, fwd, (labels, label_paddings)
 
 
-def test_ctc_ggn_hessian_and_counts():
+def test_ctc_ggn_is_the_per_frame_fisher_hessian_exact():
+  """GGN: d^T J^T F J d with F the per-frame softmax Fisher over unpadded frames (dense
+  brute force), above the exact CTC curvature; the Hessian stays exact (FD)."""
   model, fwd, targets = _ctc_case()
   u = _direction(model)
   mask = torch.tensor([1.0, 1.0, 0.0], dtype=F64)
@@ -480,12 +484,23 @@ def test_ctc_ggn_hessian_and_counts():
   assert C._METHOD_CACHE[model]['ggn'] == 'jvp'
   ref = _reference_ggn(model, fwd, u, targets, LT.CTC_LOSS, mask=mask)
   _close(ggn.gu, ref.gu, 1e-7)
-  # Independent output-space check: second difference of the CTC loss along J u.
   z, paddings = fwd(model)
-  (zp, _), (zm, _) = _in_place_passes(model, fwd, u, 1e-6, (1.0, -1.0))
-  ju = (zp - zm) / 2e-6
-  loss = lambda t: (C._ctc_losses(z.detach() + t * ju, paddings, targets) * mask).sum()
-  _close(ggn.quad, (loss(1e-4) - 2 * loss(0.0) + loss(-1e-4)) / 1e-8, 1e-5)
+  params = list(model.parameters())
+  call = lambda *ps: torch.func.functional_call(
+      model, dict(zip([n for n, _ in model.named_parameters()], ps)), (fwd.frames,))
+  jac = torch.cat([j.reshape(z.numel(), -1) for j in torch.autograd.functional.jacobian(
+      call, tuple(p.detach() for p in params))], 1)  # (B*T*V, P)
+  p = torch.softmax(z.detach(), -1)
+  blocks = torch.diag_embed(p) - p.unsqueeze(-1) * p.unsqueeze(-2)  # (B, T, V, V)
+  weights = mask[:, None] * (1 - paddings)
+  fisher = torch.block_diag(*(weights[..., None, None] * blocks).reshape(
+      (-1,) + blocks.shape[-2:]))
+  ju = jac @ torch.cat([v.reshape(-1) for v in u])
+  _close(ggn.quad, ju @ fisher @ ju, 1e-10)
+  loss = lambda t: (C._ctc_losses(z.detach() + t * ju.reshape(z.shape), paddings, targets)
+                    * mask).sum()
+  exact = (loss(1e-4) - 2 * loss(0.0) + loss(-1e-4)) / 1e-8  # u^T J^T (F - C) J u
+  assert float(exact) < float(ggn.quad)
   assert float(ggn.n) == 3.0 + 3.0  # label lengths 3, 3 (masked third sequence)
   hess = C.hessian_quadratic_form(lambda: fwd(model), model, u, targets, LT.CTC_LOSS, mask=mask)
   assert C._METHOD_CACHE[model]['hessian'] == 'fd'  # ctc_loss has no double backward

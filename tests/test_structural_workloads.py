@@ -1,7 +1,8 @@
 """Curvature drivers on AlgoPerf batch structures (tests/structural_workloads.py), both
 frameworks, dropout on: ogbg's graph batches (masked per-task sigmoid, odd graph count,
-two-batch halves by graph), and fastMRI's MAE, whose GGN is 0 (the Hessian is measured
-instead)."""
+two-batch halves by graph), fastMRI's MAE, whose GGN is 0 (the Hessian is measured
+instead), and librispeech's CTC (tuple inputs and targets with paddings; the GGN's
+per-frame softmax Fisher; halves and sub-batches by sequence)."""
 import dataclasses
 import json
 import math
@@ -148,7 +149,7 @@ def test_graph_halves_agree_across_frameworks():
       assert row_j[key] == pytest.approx(row_t[key], rel=2e-3), (step_j, key)
 
 
-@pytest.mark.parametrize('kind', ['ogbg', 'fastmri'])
+@pytest.mark.parametrize('kind', ['ogbg', 'fastmri', 'librispeech_conformer'])
 def test_frameworks_agree_without_dropout(kind):
   rows_j, _ = run('jax', kind, CDAT, 1, size=9, hparams=HP_NO_DROPOUT)
   rows_t, _ = run('pytorch', kind, CDAT, 1, size=9, hparams=HP_NO_DROPOUT)
@@ -156,11 +157,53 @@ def test_frameworks_agree_without_dropout(kind):
     assert rows_j[0][1][key] == pytest.approx(rows_t[0][1][key], rel=2e-3), key
 
 
-def _two_batch_and_full(framework, batch):
+CTC = 'librispeech_conformer'
+
+
+@pytest.mark.parametrize('framework', ['jax', 'pytorch'])
+def test_median_on_ctc_sequence_batches(framework):
+  """Before: refused at init ('the CTC output Hessian is indefinite'). Now the halves are
+  the sequences at even and odd positions of the tuple leaves, d^T G d the Fisher form."""
+  rows, state = run(framework, CTC, MEDIAN, 6, size=8)
+  assert [s for s, _ in rows] == [2, 3, 4]
+  for _, row in rows:
+    assert row['gd_1'] < 0 < row['dGd_1'] and math.isfinite(row['dGd_1'])
+  _assert_window_applied(rows, state)
+
+
+@pytest.mark.parametrize('framework', ['jax', 'pytorch'])
+@pytest.mark.parametrize('policy', [
+    P.CDATPolicy(schedule=amortization.EveryK(k=1), debiased=True),
+    P.CDATPolicy(schedule=amortization.EveryK(k=1, measure_fraction=0.5))],
+    ids=['debiased', 'sub_batch'])
+def test_cdat_on_ctc_sequence_batches(framework, policy):
+  """Before: both refused at init (no halves; no sub-batch of tuple batches)."""
+  rows, state = run(framework, CTC, policy, 3, size=8)
+  assert [s for s, _ in rows] == [0, 1, 2]
+  for _, row in rows:
+    assert row['u_m_u' if 'u_m_u' in row else 'dGd_1'] > 0
+    assert math.isfinite(row['cdat_raw_lr'])
+  assert state.rule.lr != policy.rule.lr_init
+
+
+def test_ctc_halves_agree_across_frameworks():
+  """Same params, batch, direction and dropout masks (drawn from the batch): the
+  interval-median's scalars and lr on CTC agree between PyTorch and JAX."""
+  rows = {}
+  for framework in ('jax', 'pytorch'):
+    rows[framework], state = run(framework, CTC, MEDIAN, 5, size=8, data_dropout=True)
+    _assert_window_applied(rows[framework], state)
+  for (step_j, row_j), (step_t, row_t) in zip(rows['jax'], rows['pytorch']):
+    assert step_j == step_t
+    for key in ('gd_1', 'dGd_1', 'lr'):
+      assert row_j[key] == pytest.approx(row_t[key], rel=2e-3), (step_j, key)
+
+
+def _two_batch_and_full(framework, batch, kind='ogbg'):
   """-> ((loss, grad norm) of a two-batch step, the same of a plain step, measurement)."""
   if framework == 'jax':
     from curvlr.jax import train_step
-    workload = sw.JaxWorkload('ogbg')
+    workload = sw.JaxWorkload(kind)
     params, _ = workload.init_model_fn()
     state, update_fn = jax_stepsize.init_optimizer_state(workload, MEDIAN, HP_NO_DROPOUT)
     rng = jax.random.PRNGKey(0)
@@ -170,7 +213,7 @@ def _two_batch_and_full(framework, batch):
     return (float(loss), float(norm)), (float(full), float(train_step.global_norm(grads))), \
         np.asarray(scalars)[:2]
   from curvlr.pytorch import train_step
-  workload = sw.TorchWorkload('ogbg')
+  workload = sw.TorchWorkload(kind)
   model, _ = workload.init_model_fn()
   optimizer = torch_stepsize.init_optimizer_state(workload, model, MEDIAN,
                                                   HP_NO_DROPOUT)['optimizer']
@@ -196,34 +239,56 @@ def test_graph_halves_rebuild_the_batch_gradient(framework, empty_half):
   assert np.isnan(measured).all() if empty_half else np.isfinite(measured).all()
 
 
+@pytest.mark.parametrize('framework', ['jax', 'pytorch'])
+def test_ctc_halves_rebuild_the_batch_gradient(framework):
+  """Halves of tuple leaves by sequence, mixed by label counts: the whole batch's loss
+  and gradient."""
+  two_batch, full, measured = _two_batch_and_full(framework, sw.batch(CTC, 8, seed=3), CTC)
+  assert two_batch == pytest.approx(full, rel=1e-5)
+  assert np.isfinite(measured).all()
+
+
 _BLOCKS = dict(size=9, num_nodes=24)  # per device: 9 graphs (odd), the last padding
 
 
-def _torch_rank(rank, init_file, out_dir):
+def device_batches(kind, step):
+  """-> (global batch, [the 2 devices' blocks]): ogbg's odd graph blocks, or CTC's 8
+  sequences as two blocks of 4."""
+  if kind == 'ogbg':
+    return sw.device_blocks(seed=step, **_BLOCKS)
+  whole = sw.batch(kind, 8, seed=step)
+  block = lambda k: {key: tuple(x[4 * k:4 * k + 4] for x in v) for key, v in whole.items()}
+  return whole, [block(0), block(1)]
+
+
+def _torch_rank(rank, init_file, out_dir, kind):
   torch.distributed.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank,
                                        world_size=2)
   torch.set_num_threads(1)
-  rows, _ = run('pytorch', 'ogbg', MEDIAN, 5, None, hparams=HP_NO_DROPOUT,
-                batches=lambda step: sw.device_blocks(seed=step, **_BLOCKS)[1][rank])
+  rows, _ = run('pytorch', kind, MEDIAN, 5, None, hparams=HP_NO_DROPOUT,
+                batches=lambda step: device_batches(kind, step)[1][rank])
   torch.save(rows, os.path.join(out_dir, f'rank{rank}.pt'))
   torch.distributed.destroy_process_group()
 
 
 _JAX_TWO_DEVICES = textwrap.dedent("""
-    import json, jax
+    import json, sys, jax
     assert jax.device_count() == 2, jax.devices()
     import test_structural_workloads as t
-    rows, _ = t.run('jax', 'ogbg', t.MEDIAN, 5, None, hparams=t.HP_NO_DROPOUT,
-                    batches=lambda step: t.sw.device_blocks(seed=step, **t._BLOCKS)[0])
+    kind = sys.argv[1]
+    rows, _ = t.run('jax', kind, t.MEDIAN, 5, None, hparams=t.HP_NO_DROPOUT,
+                    batches=lambda step: t.device_batches(kind, step)[0])
     print('ROWS', json.dumps(rows))
 """)
 
 
-def test_graph_halves_on_two_devices_agree_across_frameworks(tmp_path):
-  """Two devices, one odd block of graphs each: JAX (2 virtual devices, the batch sharded)
-  and PyTorch (2 gloo ranks, DDP) take the same halves (positions within each block) and
-  reduce them to the same scalars and lr."""
-  torch.multiprocessing.spawn(_torch_rank, args=(str(tmp_path / 'init'), str(tmp_path)),
+@pytest.mark.parametrize('kind', ['ogbg', CTC])
+def test_halves_on_two_devices_agree_across_frameworks(tmp_path, kind):
+  """Two devices, one block each (ogbg: odd graph blocks; CTC: 4 sequences of tuple
+  leaves): JAX (2 virtual devices, the batch sharded) and PyTorch (2 gloo ranks, DDP)
+  take the same halves (positions within each block) and reduce them to the same
+  scalars and lr."""
+  torch.multiprocessing.spawn(_torch_rank, args=(str(tmp_path / 'init'), str(tmp_path), kind),
                               nprocs=2, join=True)
   keys = ('gd_1', 'dGd_1', 'lr')
   ranks = [[(s, {k: row[k] for k in keys}) for s, row in torch.load(tmp_path / f'rank{r}.pt')]
@@ -231,7 +296,7 @@ def test_graph_halves_on_two_devices_agree_across_frameworks(tmp_path):
   assert ranks[0] == ranks[1]  # the same reduced scalars on every rank
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2',
              PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / 'tests')]), JAX_PLATFORMS='cpu')
-  proc = subprocess.run([sys.executable, '-c', _JAX_TWO_DEVICES], cwd=ROOT, env=env,
+  proc = subprocess.run([sys.executable, '-c', _JAX_TWO_DEVICES, kind], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   jax_rows = json.loads(proc.stdout.split('ROWS', 1)[1])

@@ -215,8 +215,7 @@ def should_measure(policy: Policy, state: PolicyState, step: int) -> bool:
 def check_workload(policy: Policy, workload) -> workload_support.Support:
   """What `policy` uses on `workload` (logged when special); raises
   workload_support.UnsupportedWorkload where it cannot run (call at init)."""
-  row = workload_support.check(workload, two_batch=policy.two_batch,
-                               sub_batch=policy.schedule.measure_fraction < 1.0)
+  row = workload_support.check(workload, sub_batch=policy.schedule.measure_fraction < 1.0)
   if row.note:
     logging.info('curvlr: %s.', row.note)
   return row

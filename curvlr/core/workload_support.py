@@ -11,12 +11,14 @@ with the reason, never at the first measurement step.
 | criteo1tb, imagenet_*, wmt, mnist, cifar | the workload's | GGN | rows | rows |
 | ogbg | per-task sigmoid, (B, 128) mask | GGN | graphs | graphs (weights masked) |
 | fastmri | MAE | Hessian (GGN = 0) | rows | rows |
-| librispeech_* | CTC | exact output Hessian (indefinite) | sequences | not supported |
+| librispeech_* | CTC | GGN, per-frame softmax Fisher (PSD bound) | sequences | sequences |
 
 Two-batch splits (`halves_of`): half 1 holds the examples at even positions within each
 device's block of the batch, half 2 those at odd positions.
 - 'rows': the halves are those rows of every leaf (the batch is halved; an even count
-  per device, so that the halves do not depend on the device count).
+  per device, so that the halves do not depend on the device count). Tuple leaves
+  (librispeech's (audio, paddings) inputs and (labels, paddings) targets) split by row
+  alike: a row is a sequence.
 - 'graphs': the halves are the whole batch, unchanged in shape, with the per-example
   weights (ogbg's (B, 128) mask) zeroed outside the half; each half's mean loss is
   normalised by its own weight sum (AlgoPerf's `n_valid_examples`), and the two
@@ -35,17 +37,14 @@ Why:
 - fastMRI's MAE has a zero output-space second derivative almost everywhere, so
   u^T G u = 0 exactly and every GGN step size is undefined; the Hessian keeps the
   network's own curvature (J's second derivative weighted by the loss gradient).
-- CTC is not convex in the logits: its output Hessian is indefinite (u^T M u = -2e9 was
-  measured on conformer). CDAT's rule takes |u^T M u| (the paper's negative-curvature
-  rule, `cdat.py`), which is defined; the interval-median's alpha would change sign, so
-  it is refused until a PSD surrogate exists. The one to build: with l = -log sum_pi
-  exp(sum_t z_{t,pi_t}) + sum_t logsumexp(z_t) over a sequence's unpadded frames, the
-  output Hessian is F - C, F = blockdiag_t(diag p_t - p_t p_t^T) (the per-frame softmax
-  Fisher, PSD, closed form as SOFTMAX's) and C the covariance of the alignment
-  posterior's one-hot frames (PSD). F >= F - C, so d^T F d bounds the curvature from
-  above (a smaller, safe step). Needs: the surrogate in both `curvature.py` oracles
-  (masked by logit paddings), `halves='rows'` for librispeech's tuple batches, and a
-  CTC-shaped structural workload with a parity test; not done yet.
+- CTC is not convex in the logits: its exact output Hessian is indefinite (u^T M u = -2e9
+  was measured on conformer), so the interval-median's alpha would change sign. The
+  oracles' GGN form uses the per-frame softmax Fisher F instead (PSD, and above the
+  exact F - C: a smaller, safe step; the math in `curvlr/pytorch/curvature.py`'s
+  docstring), normalised by the label count as AlgoPerf's CTC loss, so its units match
+  g.d. CDAT with curvature 'hessian' measures the exact (indefinite) Hessian and takes
+  |u^T M u| (`cdat.py`). Batches are split and sub-sampled by sequence; train-mode
+  BatchNorm (both models) then uses the part's statistics.
 
 Workloads are recognised by their module (`algoperf.workloads.<base>....`, variants
 included), by an `algoperf_base` attribute (test doubles, third-party workloads), or,
@@ -74,16 +73,13 @@ class Support:
     base: AlgoPerf base workload name, or 'generic'.
     loss: the loss the curvature oracle differentiates (`spec.LossType`).
     zero_ggn: the loss's output-space Hessian is 0, so the GGN is 0: use the Hessian.
-    indefinite_ggn: the oracle's "GGN" is not PSD (its output Hessian is indefinite).
     row_split: batches can be sub-sampled by rows (leading axis; CDAT's sub-batch).
-    halves: how a two-batch step splits a batch: 'rows', 'graphs' (module docstring) or
-      '' (it cannot).
+    halves: how a two-batch step splits a batch: 'rows' or 'graphs' (module docstring).
     note: one line for the logs on what is used and why; '' when nothing is special.
   """
   base: str
   loss: Any
   zero_ggn: bool = False
-  indefinite_ggn: bool = False
   row_split: bool = True
   halves: str = 'rows'
   note: str = ''
@@ -99,10 +95,10 @@ _SPECIAL = {
                       '(its loss_type says SOFTMAX)'),
     'fastmri': dict(loss=L.MEAN_ABSOLUTE_ERROR, zero_ggn=True,
                     note='fastmri: MAE has a zero GGN; the Hessian is measured instead'),
-    'librispeech_conformer': dict(loss=L.CTC_LOSS, indefinite_ggn=True, row_split=False,
-                                  halves='',
-                                  note='librispeech: the CTC output Hessian is indefinite; '
-                                       'CDAT uses |u^T M u|'),
+    'librispeech_conformer': dict(loss=L.CTC_LOSS,
+                                  note='librispeech: the CTC GGN uses the per-frame softmax '
+                                       'Fisher (PSD, an upper bound of the indefinite CTC '
+                                       'curvature); halves by sequence'),
 }
 _SPECIAL['librispeech_deepspeech'] = _SPECIAL['librispeech_conformer']
 _MODULE = re.compile(r'(?:^|\.)workloads\.(' + '|'.join(BASES) + r')(?:\.|$)')
@@ -130,10 +126,10 @@ def support(workload) -> Support:
   return Support(base=base or 'generic', loss=workload.loss_type)
 
 
-def check(workload, two_batch: bool, sub_batch: bool) -> Support:
-  """`support(workload)`, or UnsupportedWorkload when the rule cannot run there.
+def check(workload, sub_batch: bool) -> Support:
+  """`support(workload)`, or UnsupportedWorkload when the rule cannot run there (every
+  base splits two-batch halves, 'rows' or 'graphs').
 
-  two_batch: the rule splits batches into halves (the interval-median).
   sub_batch: the rule measures on a sub-batch of rows (measure_fraction < 1).
   """
   row = support(workload)
@@ -141,15 +137,6 @@ def check(workload, two_batch: bool, sub_batch: bool) -> Support:
     raise UnsupportedWorkload(
         f'{row.base} batches cannot be sub-sampled by rows: measure on the whole batch '
         '(measure_fraction = 1).')
-  if two_batch and row.indefinite_ggn:
-    raise UnsupportedWorkload(
-        f'The interval-median cannot run on {row.base}: the CTC output Hessian is '
-        'indefinite, so alpha = -g.d / (d^T M d) changes sign with the curvature. Use '
-        'cdat_nadamw (|u^T M u|) or the NAdamW baseline there.')
-  if two_batch and not row.halves:
-    raise UnsupportedWorkload(
-        f'The interval-median cannot run on {row.base}: its batches cannot be split into '
-        'halves. Use cdat_nadamw or the NAdamW baseline there.')
   return row
 
 

@@ -10,8 +10,9 @@ batch sharded over a mesh axis and the parameters replicated (AlgoPerf v0.6), th
 are already global: no collective is needed.
 
 Methods:
-  GGN 'jvp'      one `jax.jvp` of the model, closed-form output-space H (CTC: exact
-                 `jvp(grad(ctc))` in output space; H_ctc is not PSD).
+  GGN 'jvp'      one `jax.jvp` of the model, closed-form output-space H (CTC: the
+                 per-frame softmax Fisher `ctc_fisher_quad`, a PSD upper bound of the
+                 indefinite CTC output Hessian; the Hessian oracle stays exact).
   GGN 'fd'       central differences of the logits (two forward passes).
   Hessian 'jvp'  forward-over-forward `jvp(jvp(L))` (exact; cheapest in JAX).
   Hessian 'fd'   (L(theta+hu) - 2L(theta) + L(theta-hu)) / h^2 (three forward passes).
@@ -114,6 +115,14 @@ def _element_losses(loss_type, logits, aux, targets, label_smoothing):
   raise ValueError(f'curvature.py: unsupported loss_type {loss_type!r}')
 
 
+def ctc_fisher_quad(logits, logit_paddings, dz):
+  """Per-sequence dz^T F dz (B,): F the per-frame softmax Fisher of the CTC loss, summed
+  over unpadded frames (`curvlr/pytorch/curvature.py`'s docstring); logits, dz (B,T,V)."""
+  p = jax.nn.softmax(logits)
+  per_frame = (p * jnp.square(dz - (p * dz).sum(-1, keepdims=True))).sum(-1)
+  return jnp.where(logit_paddings == 0, per_frame, 0).sum(-1)
+
+
 def _output_derivatives(loss_type, logits, aux, targets, dz, label_smoothing):
   """Per-element (g . dz, dz^T H dz) in logit space."""
   if loss_type == spec.LossType.SOFTMAX_CROSS_ENTROPY:
@@ -132,10 +141,9 @@ def _output_derivatives(loss_type, logits, aux, targets, dz, label_smoothing):
     r, v = _residual(logits, targets), dz.reshape(dz.shape[0], -1)
     return (jnp.sign(r) * v).sum(1) / r.shape[1], jnp.zeros(r.shape[:1], r.dtype)
   if loss_type == spec.LossType.CTC_LOSS:
-    total = lambda z: _element_losses(loss_type, z, aux, targets, label_smoothing).sum()
-    g, hdz = jax.jvp(jax.grad(total), (logits,), (dz,))  # exact, per-sequence blocks
-    per_seq = lambda x: x.reshape(x.shape[0], -1).sum(1)
-    return per_seq(g * dz), per_seq(hdz * dz)
+    losses = lambda z: _element_losses(loss_type, z, aux, targets, label_smoothing)
+    gdz = jax.jvp(losses, (logits,), (dz,))[1]
+    return gdz, ctc_fisher_quad(logits, aux, dz)
   raise ValueError(f'curvature.py: unsupported loss_type {loss_type!r}')
 
 

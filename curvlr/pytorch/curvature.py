@@ -28,10 +28,14 @@ Per-example losses and counts follow AlgoPerf v0.6's `loss_fn`s; `H_n` is in clo
       (e.g. `hessian_quadratic_form`, which sees the curvature of the model only).
   CTC_LOSS               librispeech: forward_fn returns (logits (B,T,V), logit_paddings),
       targets = (labels (B,S), label_paddings (B,S)); l_b = ctc(log_softmax(z_b)), blank 0.
-      n = sum_b w_b * label_length_b (AlgoPerf's unmasked count). No closed form and no
-      forward/double-backward AD in PyTorch: z^T H z is a central difference of the
-      output-space gradient, computed in float64 (relative error ~1e-9, below float32
-      resolution). H_ctc is not PSD, so this "GGN" form can be negative.
+      n = sum_b w_b * label_length_b (AlgoPerf's unmasked count). Over a sequence's
+      unpadded frames l = -log sum_pi exp(sum_t z_{t,pi_t}) + sum_t logsumexp(z_t)
+      (pi: the alignments of its labels), so the exact output Hessian is F - C, and
+      indefinite: F = blockdiag_t(diag p_t - p_t p_t^T), the per-frame softmax Fisher,
+      and C the covariance of the alignment posterior's one-hot frames (PSD). The GGN form uses F alone (`ctc_fisher_quad`):
+      z^T F z = sum_t Var_{p_t}(z_t) over unpadded frames, PSD and >= z^T (F - C) z, so
+      it bounds the curvature from above (a smaller step). The Hessian oracle keeps the
+      exact curvature (in PyTorch by finite differences: ctc_loss has no double backward).
   mask: weights w broadcast from the left onto the loss elements ((B,) or the logits'
   leading shape); n = mask.sum(); without a mask n = B (softmax: number of logit rows).
   Masked entries must hold finite targets (AlgoPerf's pipelines ensure this).
@@ -189,20 +193,21 @@ def _element_losses(loss_type, logits, aux, targets, label_smoothing):
   raise ValueError(f'curvature.py: unsupported loss_type {loss_type!r}')
 
 
+def ctc_fisher_quad(logits, logit_paddings, dz):
+  """Per-sequence dz^T F dz (B,): F the per-frame softmax Fisher of the CTC loss
+  (module docstring), summed over unpadded frames; logits, dz (B,T,V), paddings (B,T)."""
+  p = F.softmax(logits, dim=-1)
+  mean_dz = (p * dz).sum(-1, keepdim=True)
+  per_frame = (p * (dz - mean_dz).square()).sum(-1)  # Var_{p_t}(dz_t) >= 0
+  return torch.where(logit_paddings == 0, per_frame, torch.zeros_like(per_frame)).sum(-1)
+
+
 def _ctc_derivatives(logits, aux, targets, dz):
-  """Per-sequence (g . dz, dz^T H dz) by a float64 central difference of grad_z l."""
-  z, v = logits.detach().double(), dz.double()
-
-  def grad_at(point):
-    point = point.requires_grad_()
-    with torch.enable_grad():
-      return torch.autograd.grad(_ctc_losses(point, aux, targets).sum(), point)[0]
-
-  h = _fd_step(_default_fd_scale(torch.float64, 1), torch.linalg.vector_norm(z),
-               torch.linalg.vector_norm(v))
-  gdz = (grad_at(z.clone()) * v).flatten(1).sum(1)
-  quad = ((grad_at(z + h * v) - grad_at(z - h * v)) * v).flatten(1).sum(1) / (2 * h)
-  return gdz.to(logits.dtype), quad.to(logits.dtype)
+  """Per-sequence (g . dz, dz^T F dz): the gradient by one backward pass of ctc_loss."""
+  z = logits.detach().requires_grad_()
+  with torch.enable_grad():
+    g = torch.autograd.grad(_ctc_losses(z, aux, targets).sum(), z)[0]
+  return (g * dz).flatten(1).sum(1), ctc_fisher_quad(logits, aux, dz)
 
 
 def _output_derivatives(loss_type, logits, aux, targets, dz, label_smoothing):

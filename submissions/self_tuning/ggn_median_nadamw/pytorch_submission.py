@@ -4,8 +4,9 @@ The NAdamW baseline schedule until step W; from then on windows of N two-batch
 measurements of alpha = -g_1.d / (d^T G_1 d), at least I steps apart and spaced so that
 they cost 0.8% of wall-clock, whose median (when positive, bounded like CDAT's lr)
 becomes the lr, held in between. W, I, N from the workload's step_hint:
-`curvlr/core/defaults.py`. Graph batches (ogbg) split into halves by graph; refused at
-init where the GGN is indefinite (CTC): `curvlr/core/workload_support.py`.
+`curvlr/core/defaults.py`. Graph batches (ogbg) split into halves by graph, CTC batches
+(librispeech) by sequence with the per-frame Fisher as the PSD GGN:
+`curvlr/core/workload_support.py`.
 """
 from curvlr.core import api, batch_sizes
 from curvlr.pytorch import stepsize

@@ -149,3 +149,63 @@ def test_torch_preconditioner_is_nadamw_denominator():
   s = tdiag.preconditioner_scale(opt)
   # First step: m = 0.1 g, m_hat = (0.9 m + 0.1 g) / 0.1 = 1.9 g, u = -m_hat / P = -1.9 g s^2.
   torch.testing.assert_close(u, -(1.9 * g * s**2).to(u.dtype))
+
+
+# ----------------------------------------------------------------------------- JAX, parity
+
+
+def _jax_mean_loss(loss_type, forward, targets):
+  from curvlr.jax import curvature as jcurv  # pylint: disable=import-outside-toplevel
+
+  def loss(params):
+    summed, n = jcurv.loss_sums(loss_type, forward(params), targets)
+    return summed / n
+
+  return loss
+
+
+def test_jax_sharpness_and_preconditioned_exact_on_quadratic():
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from curvlr.jax import diagnostics as jdiag  # pylint: disable=import-outside-toplevel
+  _, x, y = quadratic_problem()
+  x, y = jnp.asarray(x.numpy(), jnp.float32), jnp.asarray(y.numpy(), jnp.float32)
+  loss = _jax_mean_loss(LT.MEAN_SQUARED_ERROR, lambda p: x @ p['w'], y)
+  params = {'w': jnp.zeros((len(SPECTRUM), 1))}
+  p = jnp.asarray([10.0, 1.0, 0.5, 2.0, 0.01, 1.0])
+  start = jnp.ones(len(SPECTRUM))
+  e, pe = jdiag.top_eigens(loss, params, [start, start], [None, 1 / jnp.sqrt(p)], 300)
+  assert float(e.value) == pytest.approx(5.0, rel=1e-5)
+  assert float(pe.value) == pytest.approx(float(np.max(SPECTRUM / np.asarray(p))), rel=1e-5)
+
+
+def test_jax_matches_pytorch_on_the_same_weights_and_batch():
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from curvlr.jax import diagnostics as jdiag  # pylint: disable=import-outside-toplevel
+  model, x, y = tiny_network()
+  model = model.float()
+  w = [p.detach().numpy() for p in model.parameters()]
+  jparams = {'a': jnp.asarray(w[0].T), 'b': jnp.asarray(w[1]), 'c': jnp.asarray(w[2].T),
+             'd': jnp.asarray(w[3])}
+  jx = jnp.asarray(x.float().numpy())
+  forward = lambda p: jnp.tanh(jx @ p['a'] + p['b']) @ p['c'] + p['d']
+  loss = _jax_mean_loss(LT.SOFTMAX_CROSS_ENTROPY, forward, jnp.asarray(y.numpy()))
+  # The same start in both (flat orders differ: torch (out, in) rows, jax sorted keys of
+  # (in, out)), a diagonal S that differs per entry, 5 iterations: not converged, so equal
+  # values need equal arithmetic, not just the same limit.
+  start = torch.from_numpy(diagnostics.initial_vector(31))
+  scale = torch.linspace(0.5, 2.0, 31, dtype=torch.float64)
+
+  def to_jax(v):
+    parts = torch.split(v, [12, 4, 12, 3])
+    a, b, c, d = parts[0].view(4, 3).T, parts[1], parts[2].view(3, 4).T, parts[3]
+    return jnp.asarray(torch.cat([a.reshape(-1), b, c.reshape(-1), d]).numpy(), jnp.float32)
+
+  t_plain, t_pre = tdiag.top_eigens(lambda: model(x.float()), model, y,
+                                    LT.SOFTMAX_CROSS_ENTROPY, [start, start], [None, scale], 5)
+  j_plain, j_pre = jdiag.top_eigens(loss, jparams, [to_jax(start)] * 2,
+                                    [None, to_jax(scale)], 5)
+  for t, j in ((t_plain, j_plain), (t_pre, j_pre)):
+    assert float(j.value) == pytest.approx(float(t.value), rel=1e-4)
+    assert float(j.residual) == pytest.approx(float(t.residual), rel=1e-3)
+    np.testing.assert_allclose(np.asarray(j.vector), to_jax(t.vector), atol=1e-4)
+  assert float(t_plain.residual) > 1e-3  # not converged: the comparison is per iteration

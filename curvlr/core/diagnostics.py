@@ -34,6 +34,8 @@ import math
 import os
 from typing import Any, Callable, NamedTuple, Optional, Tuple
 
+import numpy as np
+
 from curvlr.core import amortization, guards
 
 QUANTITIES = ('sharpness', 'preconditioned', 'quadratic')
@@ -146,6 +148,12 @@ def power_iteration(apply: Callable[[Any], Any], start, iterations: int) -> Eige
     residual = (r @ r) ** 0.5 / abs(value)
     v = w / (w @ w) ** 0.5
   return Eigen(value, residual, v)
+
+
+def initial_vector(size: int):
+  """The cold start of every power iteration (numpy float64, fixed seed): the same on
+  every rank and in both frameworks."""
+  return np.random.default_rng(0).standard_normal(size)
 
 
 def sharpness_threshold(lr: float) -> float:

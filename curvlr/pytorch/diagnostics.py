@@ -167,9 +167,8 @@ def measure(holder: Diagnostics, workload, model, model_state, batch, rng, direc
       if scale is None:
         continue
     start = holder.vectors.get(name)
-    if start is None:  # The same start on every rank: a fixed-seed draw.
-      start = torch.randn(sum(p.numel() for p in params), dtype=torch.float64,
-                          generator=torch.Generator().manual_seed(0))
+    if start is None:
+      start = torch.from_numpy(core.initial_vector(sum(p.numel() for p in params)))
     names.append(name)
     starts.append(start.to(params[0].device))
     scales.append(scale)

@@ -189,6 +189,8 @@ def metrics(config: Config, state: State, measurement: Measurement, lr: float,
   Non-finite measured values are dropped from the dict, counted in `diag_rejected` (once
   per measurement) and logged; thresholds are dropped silently where lr = 0 makes them inf.
   beta1: the preconditioner's momentum (None: no preconditioned threshold).
+  Call before `record`s this step: diag_count counts this measurement, and
+  diag_overhead_fraction covers the steps before it.
   """
   m = measurement
   out = {}
@@ -212,5 +214,5 @@ def metrics(config: Config, state: State, measurement: Measurement, lr: float,
     state = state._replace(rejected_count=state.rejected_count + 1)
   out = {k: float(v) for k, v in out.items() if math.isfinite(v)}
   out.update(diag_overhead_fraction=amortization.overhead_fraction(state.timing),
-             diag_count=state.timing.measure_count, diag_rejected=state.rejected_count)
+             diag_count=state.timing.measure_count + 1, diag_rejected=state.rejected_count)
   return {k: (math.nan if v is None else float(v)) for k, v in out.items()}, state

@@ -14,6 +14,7 @@ At a diagnostic step, before params += lr u:
   on the same batch, same mode and masks gives the realized change.
 Vectors are flat (`torch.cat` of the parameters, `module.parameters()` order).
 """
+import dataclasses
 import time
 from typing import List, Optional
 
@@ -140,12 +141,34 @@ def end(holder: Optional[Diagnostics], step: int, measured: bool) -> None:
   holder.state = core.record(holder.config, holder.state, step, measured, seconds)
 
 
+def update(holder: Optional[Diagnostics], measuring: bool, step: int, workload, model,
+           model_state, batch, rng, rng_state, apply_update, lr: float, *, hparams,
+           direction=None, optimizer=None) -> None:
+  """`apply_update()` (params += lr u), measured around on a diagnostic step and logged to
+  measurements.csv, then the step's timing (`end`). `rng_state`: `curvature.rng_state()`
+  before the gradient pass. Without `optimizer` (not NAdamW) only the sharpness is
+  measured; without `direction` no quadratic model."""
+  if measuring:
+    out = measure(holder, workload, model, model_state, batch, rng, direction, lr, optimizer,
+                  apply_update, dropout_rate=hparams.dropout_rate,
+                  label_smoothing=hparams.label_smoothing,
+                  beta1=None if optimizer is None else optimizer.param_groups[0]['betas'][0],
+                  rng_state=rng_state)
+    if workload.metrics_logger is not None:
+      workload.metrics_logger.append_scalar_metrics(out, step)
+  else:
+    apply_update()
+  end(holder, step, measuring)
+
+
 def measure(holder: Diagnostics, workload, model, model_state, batch, rng, direction, lr: float,
             optimizer, apply_update, *, dropout_rate: float, label_smoothing: float,
             beta1: Optional[float], rng_state) -> dict:
   """The diagnostic scalars of this step; runs `apply_update()` (params += lr u) itself,
   between the measurements before and after it. -> `core.metrics` dict."""
   config = holder.config
+  quantities = [q for q in config.quantities if (q != 'preconditioned' or optimizer is not None)
+                and (q != 'quadratic' or direction is not None)]
   module = curvature.unwrap(model)
   row = workload_support.support(workload)
 
@@ -159,7 +182,7 @@ def measure(holder: Diagnostics, workload, model, model_state, batch, rng, direc
   values = {}
   names, starts, scales = [], [], []
   for name in ('sharpness', 'preconditioned'):
-    if name not in config.quantities:
+    if name not in quantities:
       continue
     scale = None
     if name == 'preconditioned':
@@ -180,7 +203,7 @@ def measure(holder: Diagnostics, workload, model, model_state, batch, rng, direc
       prefix = 'sharpness' if name == 'sharpness' else 'precond_sharpness'
       values[prefix] = float(e.value)
       values[prefix + '_residual'] = float(e.residual)
-  if 'quadratic' in config.quantities:
+  if 'quadratic' in quantities:
     sums = curvature.all_reduce_sums(curvature.ggn_quadratic_form(
         forward_fn, module, direction, batch['targets'], row.loss, **common)).mean()
     apply_update()
@@ -189,5 +212,6 @@ def measure(holder: Diagnostics, workload, model, model_state, batch, rng, direc
                   realized_change=after - float(sums.loss))
   else:
     apply_update()
-  out, holder.state = core.metrics(config, holder.state, core.Measurement(**values), lr, beta1)
+  out, holder.state = core.metrics(dataclasses.replace(config, quantities=tuple(quantities)),
+                                   holder.state, core.Measurement(**values), lr, beta1)
   return out

@@ -112,6 +112,13 @@ def from_hparams(hparams=None) -> Optional[Diagnostics]:
   return None if config is None else Diagnostics(config)
 
 
+def with_holder(optimizer_state: dict, hparams=None) -> dict:
+  """`optimizer_state` with a 'diagnostics' entry when they are on (`from_hparams`); no
+  entry when off, so that checkpoints of runs without diagnostics are unchanged."""
+  holder = from_hparams(hparams)
+  return optimizer_state if holder is None else {**optimizer_state, 'diagnostics': holder}
+
+
 def _sync():
   if torch.cuda.is_available():
     torch.cuda.synchronize()

@@ -64,10 +64,11 @@ def init_optimizer_state(workload, model_params, policy: policy_lib.Policy,
   search-space point, else CURVLR_DIAGNOSTICS); raises workload_support.UnsupportedWorkload
   where the policy cannot run on `workload`."""
   policy_lib.check_workload(policy, workload)
-  return {'optimizer': NAdamW(model_params.parameters(),
+  state = {'optimizer': NAdamW(model_params.parameters(),
                               betas=(1.0 - hparams.one_minus_beta1, hparams.beta2),
                               eps=hparams.eps, weight_decay=hparams.weight_decay),
-          'policy': PolicyHolder(policy), 'diagnostics': diagnostics.from_hparams(point)}
+           'policy': PolicyHolder(policy)}
+  return diagnostics.with_holder(state, point)
 
 
 def _slice(tree, index: slice):

@@ -17,9 +17,8 @@ def init_optimizer_state(workload: spec.Workload, model_params, model_state,
                          hyperparameters, rng) -> spec.OptimizerState:
   del workload, model_state, rng
   h, _, _ = _from_point(hyperparameters)
-  return {'optimizer': NAdamW(model_params.parameters(), betas=(1.0 - h.one_minus_beta1, h.beta2),
-                              eps=h.eps, weight_decay=h.weight_decay),
-          'diagnostics': diagnostics.from_hparams(hyperparameters)}
+  return diagnostics.with_holder({'optimizer': NAdamW(model_params.parameters(), betas=(1.0 - h.one_minus_beta1, h.beta2),
+                              eps=h.eps, weight_decay=h.weight_decay)}, hyperparameters)
 
 
 def update_params(workload, current_param_container, current_params_types, model_state,
@@ -28,7 +27,7 @@ def update_params(workload, current_param_container, current_params_types, model
   del current_params_types, loss_type, train_state
   h, shape, horizon = _from_point(hyperparameters)
   model, optimizer = current_param_container, optimizer_state['optimizer']
-  diag = optimizer_state['diagnostics']
+  diag = optimizer_state.get('diagnostics')
   measuring, rng_state = diagnostics.begin(diag, global_step), curvature.rng_state()
   loss, new_model_state = train_step.loss_and_grad(
       workload, model, model_state, batch, rng, dropout_rate=h.dropout_rate,

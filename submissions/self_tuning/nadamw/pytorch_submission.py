@@ -14,10 +14,9 @@ def get_batch_size(workload_name):
 def init_optimizer_state(workload: spec.Workload, model_params, model_state,
                          hyperparameters, rng) -> spec.OptimizerState:
   del workload, model_state, hyperparameters, rng
-  return {'optimizer': NAdamW(model_params.parameters(),
+  return diagnostics.with_holder({'optimizer': NAdamW(model_params.parameters(),
                               betas=(1.0 - HPARAMS.one_minus_beta1, HPARAMS.beta2),
-                              eps=HPARAMS.eps, weight_decay=HPARAMS.weight_decay),
-          'diagnostics': diagnostics.from_hparams()}
+                              eps=HPARAMS.eps, weight_decay=HPARAMS.weight_decay)}, None)
 
 
 def update_params(workload, current_param_container, current_params_types, model_state,
@@ -25,7 +24,7 @@ def update_params(workload, current_param_container, current_params_types, model
                   global_step, rng, train_state=None) -> spec.UpdateReturn:
   del current_params_types, hyperparameters, loss_type, train_state
   model, optimizer = current_param_container, optimizer_state['optimizer']
-  diag = optimizer_state['diagnostics']
+  diag = optimizer_state.get('diagnostics')
   measuring, rng_state = diagnostics.begin(diag, global_step), curvature.rng_state()
   loss, new_model_state = train_step.loss_and_grad(
       workload, model, model_state, batch, rng, dropout_rate=HPARAMS.dropout_rate,

@@ -22,13 +22,12 @@ def get_batch_size(workload_name):
 def init_optimizer_state(workload: spec.Workload, model_params, model_state,
                          hyperparameters, rng) -> spec.OptimizerState:
   del model_state, hyperparameters, rng
-  return {'optimizer': schedulefree.AdamWScheduleFree(
+  return diagnostics.with_holder({'optimizer': schedulefree.AdamWScheduleFree(
       model_params.parameters(), lr=HPARAMS.learning_rate,
       betas=(HPARAMS.beta1, HPARAMS.beta2), eps=HPARAMS.eps,
       weight_decay=HPARAMS.weight_decay,
       warmup_steps=HPARAMS.warmup_steps(workload.step_hint), r=0.0,
-      weight_lr_power=HPARAMS.weight_lr_power),
-          'diagnostics': diagnostics.from_hparams()}
+      weight_lr_power=HPARAMS.weight_lr_power)}, None)
 
 
 def update_params(workload, current_param_container, current_params_types, model_state,
@@ -37,7 +36,7 @@ def update_params(workload, current_param_container, current_params_types, model
   del current_params_types, hyperparameters, loss_type, train_state
   model, optimizer = current_param_container, optimizer_state['optimizer']
   optimizer.train()  # x -> y after an eval; no-op otherwise.
-  diag = optimizer_state['diagnostics']
+  diag = optimizer_state.get('diagnostics')
   measuring, rng_state = diagnostics.begin(diag, global_step), curvature.rng_state()
   loss, new_model_state = train_step.loss_and_grad(
       workload, model, model_state, batch, rng, dropout_rate=HPARAMS.dropout_rate,

@@ -27,18 +27,35 @@ MEDIAN = ('median_applied', 'median_rejected_windows', 'last_median')
 # Cost accounting of the measurement schedule (both curvature submissions).
 COST = ('overhead_fraction', 'measure_count')
 
+# Edge-of-stability diagnostics (`curvlr.core.diagnostics`), at each diagnostic step:
+# sharpness lambda_max(H) and preconditioned sharpness lambda_max(P^-1 H) (1/lr units),
+# their relative power-iteration residuals and converged flags (residual <= tolerance),
+# lr x each (dimensionless, against 2 and (2 + 2 b1) / (1 - b1)), the thresholds 2/lr and
+# (2 + 2 b1) / ((1 - b1) lr) (1/lr units), the quadratic model's predicted and the
+# realized loss change along the step (loss units), and the cost bookkeeping.
+DIAGNOSTICS = ('sharpness', 'sharpness_residual', 'sharpness_converged', 'lr_sharpness',
+               'sharpness_threshold', 'precond_sharpness', 'precond_sharpness_residual',
+               'precond_converged', 'lr_precond_sharpness', 'precond_threshold',
+               'quad_predicted_change', 'quad_realized_change', 'diag_overhead_fraction',
+               'diag_count', 'diag_rejected')
+
 # Groups the report draws, in panel order: (file kind, title, columns).
 CURVATURE_PLOTS = (
     ('lr', 'learning rate', ('lr', 'cdat_raw_lr', 'alpha_debiased', 'alpha_biased',
                              'last_median')),
     ('curvature', 'curvature along the update', CDAT[:2] + TWO_BATCH),
     ('measurement', 'measurement bookkeeping', ('cdat_rejected',) + MEDIAN + COST),
+    ('sharpness', 'sharpness and 2/lr', ('sharpness', 'sharpness_threshold')),
+    ('precond_sharpness', 'preconditioned sharpness and (2 + 2 b1) / ((1 - b1) lr)',
+     ('precond_sharpness', 'precond_threshold')),
+    ('quadratic_model', 'predicted vs realized loss change along the step',
+     ('quad_predicted_change', 'quad_realized_change')),
 )
 
 # Values that stay in force between logged points (drawn as steps, to the run's last
 # step): the applied lr, CDAT's rule value and the interval median in use (both change at
 # measurements only), and counters. Not overhead_fraction: it falls between measurements.
 HELD = ('lr', 'cdat_raw_lr', 'last_median', 'median_applied', 'median_rejected_windows',
-        'cdat_rejected', 'measure_count')
+        'cdat_rejected', 'measure_count', 'diag_count', 'diag_rejected')
 
-ALL = TRAINING + CDAT + TWO_BATCH + ALPHAS + MEDIAN + COST
+ALL = TRAINING + CDAT + TWO_BATCH + ALPHAS + MEDIAN + COST + DIAGNOSTICS

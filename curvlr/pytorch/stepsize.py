@@ -39,7 +39,7 @@ from curvlr import spec
 from curvlr.core import policy as policy_lib
 from curvlr.core import scalar_log, workload_support
 from curvlr.core.schedules import NAdamWHParams
-from curvlr.pytorch import curvature, distributed, train_step
+from curvlr.pytorch import curvature, diagnostics, distributed, train_step
 from curvlr.pytorch.nadamw import NAdamW
 
 
@@ -59,14 +59,16 @@ class PolicyHolder:
 
 
 def init_optimizer_state(workload, model_params, policy: policy_lib.Policy,
-                         hparams: NAdamWHParams) -> dict:
-  """NAdamW and the policy state; raises workload_support.UnsupportedWorkload where the
-  policy cannot run on `workload`."""
+                         hparams: NAdamWHParams, point=None) -> dict:
+  """NAdamW, the policy state and the diagnostics (`point.diagnostics` of an external-tuning
+  search-space point, else CURVLR_DIAGNOSTICS); raises workload_support.UnsupportedWorkload
+  where the policy cannot run on `workload`."""
   policy_lib.check_workload(policy, workload)
-  return {'optimizer': NAdamW(model_params.parameters(),
+  state = {'optimizer': NAdamW(model_params.parameters(),
                               betas=(1.0 - hparams.one_minus_beta1, hparams.beta2),
                               eps=hparams.eps, weight_decay=hparams.weight_decay),
-          'policy': PolicyHolder(policy)}
+           'policy': PolicyHolder(policy)}
+  return diagnostics.with_holder(state, point)
 
 
 def _slice(tree, index: slice):
@@ -177,6 +179,8 @@ def update_params(hparams: NAdamWHParams, workload, model, model_state, batch, r
   state = policy_lib.start_step(policy, holder.value, global_step, len(eval_results),
                                 time.time, _sync, reduce)
   previous_lr = policy_lib.learning_rate(policy, state, max(global_step - 1, 0))
+  diag = optimizer_state.get('diagnostics')
+  diagnosing, step_rng_state = diagnostics.begin(diag, global_step), curvature.rng_state()
   measurement = None
   if not policy_lib.should_measure(policy, state, global_step):
     loss, model_state = train_step.loss_and_grad(
@@ -199,7 +203,11 @@ def update_params(hparams: NAdamWHParams, workload, model, model_state, batch, r
   if measurement is not None:
     state = policy_lib.observe(policy, state, global_step, measurement)
   lr = policy_lib.learning_rate(policy, state, global_step)
-  optimizer.apply(u, lr)
+  # Diagnostics draw the masks of the step's first gradient pass (on two-batch steps: the
+  # generators' state at the start of the step, not the halves').
+  diagnostics.update(diag, diagnosing, global_step, workload, model, model_state, batch, rng,
+                     step_rng_state, lambda: optimizer.apply(u, lr), lr, hparams=hparams,
+                     direction=u, optimizer=optimizer)
   holder.value = state
   if measurement is not None and workload.metrics_logger is not None:
     workload.metrics_logger.append_scalar_metrics(

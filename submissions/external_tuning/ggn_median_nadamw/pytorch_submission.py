@@ -13,7 +13,8 @@ def get_batch_size(workload_name):
 def init_optimizer_state(workload, model_params, model_state, hyperparameters, rng):
   del model_state, rng
   return stepsize.init_optimizer_state(
-      workload, model_params, median_policy_from_hparams(hyperparameters, workload.step_hint), HPARAMS)
+      workload, model_params, median_policy_from_hparams(hyperparameters, workload.step_hint), HPARAMS,
+      hyperparameters)
 
 
 def update_params(workload, current_param_container, current_params_types, model_state,

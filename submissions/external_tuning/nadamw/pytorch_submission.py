@@ -3,7 +3,7 @@ import functools
 
 from curvlr import spec
 from curvlr.core import api, batch_sizes, scalar_log, schedules
-from curvlr.pytorch import train_step
+from curvlr.pytorch import curvature, diagnostics, train_step
 from curvlr.pytorch.nadamw import NAdamW
 
 _from_point = functools.lru_cache(maxsize=None)(schedules.nadamw_from_point)
@@ -17,8 +17,8 @@ def init_optimizer_state(workload: spec.Workload, model_params, model_state,
                          hyperparameters, rng) -> spec.OptimizerState:
   del workload, model_state, rng
   h, _, _ = _from_point(hyperparameters)
-  return {'optimizer': NAdamW(model_params.parameters(), betas=(1.0 - h.one_minus_beta1, h.beta2),
-                              eps=h.eps, weight_decay=h.weight_decay)}
+  return diagnostics.with_holder({'optimizer': NAdamW(model_params.parameters(), betas=(1.0 - h.one_minus_beta1, h.beta2),
+                              eps=h.eps, weight_decay=h.weight_decay)}, hyperparameters)
 
 
 def update_params(workload, current_param_container, current_params_types, model_state,
@@ -26,12 +26,17 @@ def update_params(workload, current_param_container, current_params_types, model
                   global_step, rng, train_state=None) -> spec.UpdateReturn:
   del current_params_types, loss_type, train_state
   h, shape, horizon = _from_point(hyperparameters)
-  model = current_param_container
+  model, optimizer = current_param_container, optimizer_state['optimizer']
+  diag = optimizer_state.get('diagnostics')
+  measuring, rng_state = diagnostics.begin(diag, global_step), curvature.rng_state()
   loss, new_model_state = train_step.loss_and_grad(
       workload, model, model_state, batch, rng, dropout_rate=h.dropout_rate,
       label_smoothing=h.label_smoothing)
   lr = schedules.nadamw_lr(global_step, workload.step_hint, h, shape, horizon)
-  optimizer_state['optimizer'].step(lr)
+  u = optimizer.direction()  # step(lr) is direction() then apply(u, lr).
+  diagnostics.update(diag, measuring, global_step, workload, model, new_model_state, batch, rng,
+                     rng_state, lambda: optimizer.apply(u, lr), lr, hparams=h, direction=u,
+                     optimizer=optimizer)
   previous_lr = schedules.nadamw_lr(max(global_step - 1, 0), workload.step_hint, h, shape, horizon)
   if scalar_log.should_log(workload.metrics_logger, global_step, lr, previous_lr, eval_results):
     scalar_log.write(workload.metrics_logger, global_step, loss, train_step.grad_norm(model), lr)

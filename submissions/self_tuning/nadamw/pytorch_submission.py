@@ -1,7 +1,7 @@
 """Self-tuning NAdamW baseline (PyTorch): AlgoPerf v0.6's, with JAX's schedule (lr = 0 after step_hint)."""
 from curvlr import spec
 from curvlr.core import api, batch_sizes, scalar_log, schedules
-from curvlr.pytorch import train_step
+from curvlr.pytorch import curvature, diagnostics, train_step
 from curvlr.pytorch.nadamw import NAdamW
 
 HPARAMS = schedules.NADAMW_BASELINE
@@ -14,21 +14,26 @@ def get_batch_size(workload_name):
 def init_optimizer_state(workload: spec.Workload, model_params, model_state,
                          hyperparameters, rng) -> spec.OptimizerState:
   del workload, model_state, hyperparameters, rng
-  return {'optimizer': NAdamW(model_params.parameters(),
+  return diagnostics.with_holder({'optimizer': NAdamW(model_params.parameters(),
                               betas=(1.0 - HPARAMS.one_minus_beta1, HPARAMS.beta2),
-                              eps=HPARAMS.eps, weight_decay=HPARAMS.weight_decay)}
+                              eps=HPARAMS.eps, weight_decay=HPARAMS.weight_decay)}, None)
 
 
 def update_params(workload, current_param_container, current_params_types, model_state,
                   hyperparameters, batch, loss_type, optimizer_state, eval_results,
                   global_step, rng, train_state=None) -> spec.UpdateReturn:
   del current_params_types, hyperparameters, loss_type, train_state
-  model = current_param_container
+  model, optimizer = current_param_container, optimizer_state['optimizer']
+  diag = optimizer_state.get('diagnostics')
+  measuring, rng_state = diagnostics.begin(diag, global_step), curvature.rng_state()
   loss, new_model_state = train_step.loss_and_grad(
       workload, model, model_state, batch, rng, dropout_rate=HPARAMS.dropout_rate,
       label_smoothing=HPARAMS.label_smoothing)
   lr = schedules.nadamw_baseline_lr(global_step, workload.step_hint, HPARAMS)
-  optimizer_state['optimizer'].step(lr)
+  u = optimizer.direction()  # step(lr) is direction() then apply(u, lr).
+  diagnostics.update(diag, measuring, global_step, workload, model, new_model_state, batch, rng,
+                     rng_state, lambda: optimizer.apply(u, lr), lr, hparams=HPARAMS,
+                     direction=u, optimizer=optimizer)
   previous_lr = schedules.nadamw_baseline_lr(max(global_step - 1, 0), workload.step_hint, HPARAMS)
   if scalar_log.should_log(workload.metrics_logger, global_step, lr, previous_lr, eval_results):
     scalar_log.write(workload.metrics_logger, global_step, loss, train_step.grad_norm(model), lr)

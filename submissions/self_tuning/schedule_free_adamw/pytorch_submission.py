@@ -10,7 +10,7 @@ import schedulefree
 
 from curvlr import spec
 from curvlr.core import api, batch_sizes, scalar_log, schedule_free
-from curvlr.pytorch import train_step
+from curvlr.pytorch import curvature, diagnostics, train_step
 
 HPARAMS = schedule_free.SCHEDULE_FREE_BASELINE
 
@@ -22,12 +22,12 @@ def get_batch_size(workload_name):
 def init_optimizer_state(workload: spec.Workload, model_params, model_state,
                          hyperparameters, rng) -> spec.OptimizerState:
   del model_state, hyperparameters, rng
-  return {'optimizer': schedulefree.AdamWScheduleFree(
+  return diagnostics.with_holder({'optimizer': schedulefree.AdamWScheduleFree(
       model_params.parameters(), lr=HPARAMS.learning_rate,
       betas=(HPARAMS.beta1, HPARAMS.beta2), eps=HPARAMS.eps,
       weight_decay=HPARAMS.weight_decay,
       warmup_steps=HPARAMS.warmup_steps(workload.step_hint), r=0.0,
-      weight_lr_power=HPARAMS.weight_lr_power)}
+      weight_lr_power=HPARAMS.weight_lr_power)}, None)
 
 
 def update_params(workload, current_param_container, current_params_types, model_state,
@@ -36,6 +36,8 @@ def update_params(workload, current_param_container, current_params_types, model
   del current_params_types, hyperparameters, loss_type, train_state
   model, optimizer = current_param_container, optimizer_state['optimizer']
   optimizer.train()  # x -> y after an eval; no-op otherwise.
+  diag = optimizer_state.get('diagnostics')
+  measuring, rng_state = diagnostics.begin(diag, global_step), curvature.rng_state()
   loss, new_model_state = train_step.loss_and_grad(
       workload, model, model_state, batch, rng, dropout_rate=HPARAMS.dropout_rate,
       label_smoothing=HPARAMS.label_smoothing)
@@ -44,7 +46,10 @@ def update_params(workload, current_param_container, current_params_types, model
   log = scalar_log.should_log(workload.metrics_logger, global_step, lr, previous_lr,
                               eval_results)
   grad_norm = train_step.grad_norm(model) if log else None  # before step(), which
-  optimizer.step()                                          # normalises .grad in place
+  # Diagnostics: the sharpness at y only (no NAdamW preconditioner, no quadratic model).
+  diagnostics.update(diag, measuring, global_step, workload, model, new_model_state, batch, rng,
+                     rng_state, optimizer.step, lr,
+                     hparams=HPARAMS)                 # step() normalises .grad in place
   if log:
     scalar_log.write(workload.metrics_logger, global_step, loss, grad_norm,
                      optimizer.param_groups[0]['scheduled_lr'])

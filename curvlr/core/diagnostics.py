@@ -1,0 +1,218 @@
+"""Online edge-of-stability diagnostics: the framework-free part.
+
+Quantities (all of the global-batch mean training loss L, per-example units):
+- sharpness: lambda_max(H), the top Hessian eigenvalue (1/lr units), with lr x sharpness
+  against 2 (gradient descent on a quadratic is stable iff lr lambda_max < 2; seed 000).
+- preconditioned sharpness: lambda_max(P^-1 H), P = diag(sqrt(v_hat) + eps) NAdamW's
+  current preconditioner, computed as the top eigenvalue of the symmetric
+  P^-1/2 H P^-1/2 (same spectrum). Adam-type methods with momentum b1 train at
+  lr x lambda_max(P^-1 H) ~ (2 + 2 b1) / (1 - b1) = 38 at b1 = 0.9 (seed 004).
+- quadratic model along the step taken, params += lr u: predicted change of the loss
+  lr g.u + lr^2 / 2 u^T G u (G the GGN) against the realized change
+  L(params + lr u) - L(params) on the same batch (loss units; negative is a decrease).
+
+Eigenvalues come from `power_iteration` (one implementation for both frameworks, on flat
+vectors): power iteration rather than Lanczos because it is warm-started by one vector
+(the previous top eigenvector, kept by the framework between measurements), needs no
+basis of k vectors nor reorthogonalisation, and with a slowly drifting top eigenvector a
+few warm-started iterations suffice; its convergence is reported as the relative
+residual ||A v - lambda v|| / |lambda| of the returned Rayleigh quotient. It finds the
+eigenvalue of largest magnitude: a Hessian whose most negative eigenvalue dominates
+gives a negative "sharpness", logged as such.
+
+The switch: environment variable CURVLR_DIAGNOSTICS (self-tuning submissions get no
+hyperparameters) or the external-tuning hparam `diagnostics`, parsed by `parse`:
+  '' or 'off'                      diagnostics off (the default)
+  'on'                             `Config()` (every 100 steps, 10 iterations)
+  'k=50,iterations=20,budget=0.02,quantities=sharpness+quadratic'
+keys: k (EveryK schedule), budget (Budget schedule with that target; exclusive with k),
+iterations, tolerance, quantities ('+'-joined subset of QUANTITIES), start.
+"""
+import dataclasses
+import logging
+import math
+import os
+from typing import Any, Callable, NamedTuple, Optional, Tuple
+
+import numpy as np
+
+from curvlr.core import amortization, guards
+
+QUANTITIES = ('sharpness', 'preconditioned', 'quadratic')
+ENV_VAR = 'CURVLR_DIAGNOSTICS'
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """What to measure and when.
+
+  Attributes:
+    quantities: subset of QUANTITIES.
+    iterations: power-iteration steps per eigenvalue (one Hessian-vector product each).
+    tolerance: relative residual under which an eigenvalue counts as converged.
+    schedule: `curvlr.core.amortization` schedule of the diagnostic steps (its own
+      timing state, separate from a curvature policy's). Default every 100 steps.
+  """
+  quantities: Tuple[str, ...] = QUANTITIES
+  iterations: int = 10
+  tolerance: float = 1e-2
+  schedule: amortization.Schedule = amortization.EveryK(k=100)
+
+  def __post_init__(self):
+    guards.check(self, 'quantities', lambda v: len(v) > 0 and set(v) <= set(QUANTITIES),
+                 f'a non-empty subset of {QUANTITIES}')
+    guards.check(self, 'iterations', lambda v: v >= 1, '>= 1')
+    guards.check(self, 'tolerance', lambda v: 0 < v < math.inf, 'finite and > 0')
+
+
+def parse(text: Optional[str]) -> Optional[Config]:
+  """The switch's mini-syntax (module docstring) -> Config, or None when off."""
+  text = (text or '').strip()
+  if text in ('', 'off', '0'):
+    return None
+  if text in ('on', '1'):
+    return Config()
+  fields = {}
+  for item in text.split(','):
+    key, sep, value = item.partition('=')
+    key = key.strip()
+    if not sep or key in fields:
+      raise ValueError(f'{ENV_VAR}={text!r}: expected "off", "on" or distinct key=value '
+                       f'pairs separated by commas, got {item!r}.')
+    fields[key] = value.strip()
+  unknown = set(fields) - {'k', 'budget', 'iterations', 'tolerance', 'quantities', 'start'}
+  if unknown:
+    raise ValueError(f'{ENV_VAR}={text!r}: unknown keys {sorted(unknown)}.')
+  if 'k' in fields and 'budget' in fields:
+    raise ValueError(f'{ENV_VAR}={text!r}: give k or budget, not both.')
+  try:
+    start = int(fields.get('start', 0))
+    schedule = (amortization.Budget(target=float(fields['budget']), start=start)
+                if 'budget' in fields else
+                amortization.EveryK(k=int(fields.get('k', 100)), start=start))
+    kwargs = dict(schedule=schedule)
+    if 'iterations' in fields:
+      kwargs['iterations'] = int(fields['iterations'])
+    if 'tolerance' in fields:
+      kwargs['tolerance'] = float(fields['tolerance'])
+    if 'quantities' in fields:
+      kwargs['quantities'] = tuple(fields['quantities'].split('+'))
+    return Config(**kwargs)
+  except ValueError as error:
+    raise ValueError(f'{ENV_VAR}={text!r}: {error}') from error
+
+
+def from_env(environ=None) -> Optional[Config]:
+  """`parse` of CURVLR_DIAGNOSTICS (off when unset)."""
+  return parse((os.environ if environ is None else environ).get(ENV_VAR))
+
+
+class State(NamedTuple):
+  """Schedule bookkeeping and the count of dropped (non-finite) values; plain data."""
+  timing: amortization.AmortState = amortization.AmortState()
+  rejected_count: int = 0
+
+
+def should_measure(config: Config, state: State, step: int) -> bool:
+  return amortization.should_measure(config.schedule, state.timing, step)
+
+
+def record(config: Config, state: State, step: int, measured: bool,
+           seconds: Optional[float]) -> State:
+  """Records update `step` and its wall time (reduced over ranks; None if untimed)."""
+  return state._replace(
+      timing=amortization.record(config.schedule, state.timing, step, measured, seconds))
+
+
+class Eigen(NamedTuple):
+  """A power-iteration estimate: Rayleigh quotient `value`, its relative residual
+  ||A v - value v|| / |value| and the next warm start `vector` (unit norm)."""
+  value: Any
+  residual: Any
+  vector: Any
+
+
+def power_iteration(apply: Callable[[Any], Any], start, iterations: int) -> Eigen:
+  """`iterations` steps of power iteration on the symmetric operator `apply` from `start`.
+
+  Works on any flat vector type with @, * and / (torch tensors, jax arrays, numpy); costs
+  exactly `iterations` calls of `apply`: the last call gives both the residual of the
+  returned Rayleigh quotient and the next warm start. A zero or non-finite product gives
+  non-finite values (dropped by `metrics`).
+  """
+  v = start / (start @ start) ** 0.5
+  for _ in range(iterations):
+    w = apply(v)
+    value = v @ w
+    r = w - value * v
+    residual = (r @ r) ** 0.5 / abs(value)
+    v = w / (w @ w) ** 0.5
+  return Eigen(value, residual, v)
+
+
+def initial_vector(size: int):
+  """The cold start of every power iteration (numpy float64, fixed seed): the same on
+  every rank and in both frameworks."""
+  return np.random.default_rng(0).standard_normal(size)
+
+
+def sharpness_threshold(lr: float) -> float:
+  """2 / lr: gradient descent's stability edge (1/lr units; inf at lr = 0)."""
+  return 2.0 / lr if lr > 0 else math.inf
+
+
+def preconditioned_threshold(lr: float, beta1: float) -> float:
+  """(2 + 2 beta1) / ((1 - beta1) lr): preconditioned EMA-momentum's edge (seed 004)."""
+  return (2.0 + 2.0 * beta1) / ((1.0 - beta1) * lr) if lr > 0 else math.inf
+
+
+def predicted_change(lr: float, g_dot_u: float, u_g_u: float) -> float:
+  """lr g.u + lr^2 / 2 u^T G u: the quadratic model's loss change for params += lr u."""
+  return lr * g_dot_u + 0.5 * lr * lr * u_g_u
+
+
+class Measurement(NamedTuple):
+  """Reduced floats of one diagnostic step; NaN for a quantity not measured."""
+  sharpness: float = math.nan
+  sharpness_residual: float = math.nan
+  precond_sharpness: float = math.nan
+  precond_sharpness_residual: float = math.nan
+  g_dot_u: float = math.nan
+  u_ggn_u: float = math.nan
+  realized_change: float = math.nan
+
+
+def metrics(config: Config, state: State, measurement: Measurement, lr: float,
+            beta1: Optional[float]) -> Tuple[dict, State]:
+  """Named scalars (`metric_names.DIAGNOSTICS`) of one measurement at lr, and the state.
+
+  Non-finite measured values are dropped from the dict, counted in `diag_rejected` (once
+  per measurement) and logged; thresholds are dropped silently where lr = 0 makes them inf.
+  beta1: the preconditioner's momentum (None: no preconditioned threshold).
+  Call before `record`s this step: diag_count counts this measurement, and
+  diag_overhead_fraction covers the steps before it.
+  """
+  m = measurement
+  out = {}
+  if 'sharpness' in config.quantities:
+    out.update(sharpness=m.sharpness, sharpness_residual=m.sharpness_residual,
+               lr_sharpness=lr * m.sharpness, sharpness_threshold=sharpness_threshold(lr),
+               sharpness_converged=float(m.sharpness_residual <= config.tolerance))
+  if 'preconditioned' in config.quantities:
+    out.update(precond_sharpness=m.precond_sharpness,
+               precond_sharpness_residual=m.precond_sharpness_residual,
+               lr_precond_sharpness=lr * m.precond_sharpness,
+               precond_converged=float(m.precond_sharpness_residual <= config.tolerance))
+    if beta1 is not None:
+      out['precond_threshold'] = preconditioned_threshold(lr, beta1)
+  if 'quadratic' in config.quantities:
+    out.update(quad_predicted_change=predicted_change(lr, m.g_dot_u, m.u_ggn_u),
+               quad_realized_change=m.realized_change)
+  bad = sorted(k for k, v in out.items() if not math.isfinite(v) and 'threshold' not in k)
+  if bad:
+    logging.warning('curvlr diagnostics: dropped non-finite %s.', bad)
+    state = state._replace(rejected_count=state.rejected_count + 1)
+  out = {k: float(v) for k, v in out.items() if math.isfinite(v)}
+  out.update(diag_overhead_fraction=amortization.overhead_fraction(state.timing),
+             diag_count=state.timing.measure_count + 1, diag_rejected=state.rejected_count)
+  return {k: (math.nan if v is None else float(v)) for k, v in out.items()}, state

@@ -124,17 +124,19 @@ def _sync():
     torch.cuda.synchronize()
 
 
-def begin(holder: Optional[Diagnostics], step: int) -> bool:
-  """Call first in update_params; -> whether `step` is a diagnostic step. Times the step
-  when the schedule asks (`amortization.is_timed`)."""
+def begin(holder: Optional[Diagnostics], step: int):
+  """Call first in update_params, before the step's first gradient pass. -> on a
+  diagnostic step the torch RNG state that pass starts from (`curvature.rng_state()`, so
+  the diagnostic passes draw its dropout masks), else None: the generators are only read
+  on diagnostic steps. Times the step when the schedule asks (`amortization.is_timed`)."""
   if holder is None:
-    return False
+    return None
   measuring = core.should_measure(holder.config, holder.state, step)
   holder._start = None
   if amortization.is_timed(holder.config.schedule, holder.state.timing, step, measuring):
     _sync()
     holder._start = time.perf_counter()
-  return measuring
+  return curvature.rng_state() if measuring else None
 
 
 def end(holder: Optional[Diagnostics], step: int, measured: bool) -> None:
@@ -148,13 +150,14 @@ def end(holder: Optional[Diagnostics], step: int, measured: bool) -> None:
   holder.state = core.record(holder.config, holder.state, step, measured, seconds)
 
 
-def update(holder: Optional[Diagnostics], measuring: bool, step: int, workload, model,
-           model_state, batch, rng, rng_state, apply_update, lr: float, *, hparams,
+def update(holder: Optional[Diagnostics], rng_state, step: int, workload, model,
+           model_state, batch, rng, apply_update, lr: float, *, hparams,
            direction=None, optimizer=None) -> None:
   """`apply_update()` (params += lr u), measured around on a diagnostic step and logged to
-  measurements.csv, then the step's timing (`end`). `rng_state`: `curvature.rng_state()`
-  before the gradient pass. Without `optimizer` (not NAdamW) only the sharpness is
+  measurements.csv, then the step's timing (`end`). `rng_state`: what `begin` returned
+  (None: not a diagnostic step). Without `optimizer` (not NAdamW) only the sharpness is
   measured; without `direction` no quadratic model."""
+  measuring = rng_state is not None
   if measuring:
     out = measure(holder, workload, model, model_state, batch, rng, direction, lr, optimizer,
                   apply_update, dropout_rate=hparams.dropout_rate,

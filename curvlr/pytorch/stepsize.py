@@ -180,7 +180,7 @@ def update_params(hparams: NAdamWHParams, workload, model, model_state, batch, r
                                 time.time, _sync, reduce)
   previous_lr = policy_lib.learning_rate(policy, state, max(global_step - 1, 0))
   diag = optimizer_state.get('diagnostics')
-  diagnosing, step_rng_state = diagnostics.begin(diag, global_step), curvature.rng_state()
+  step_rng_state = diagnostics.begin(diag, global_step)  # None except on diagnostic steps
   measurement = None
   if not policy_lib.should_measure(policy, state, global_step):
     loss, model_state = train_step.loss_and_grad(
@@ -205,8 +205,8 @@ def update_params(hparams: NAdamWHParams, workload, model, model_state, batch, r
   lr = policy_lib.learning_rate(policy, state, global_step)
   # Diagnostics draw the masks of the step's first gradient pass (on two-batch steps: the
   # generators' state at the start of the step, not the halves').
-  diagnostics.update(diag, diagnosing, global_step, workload, model, model_state, batch, rng,
-                     step_rng_state, lambda: optimizer.apply(u, lr), lr, hparams=hparams,
+  diagnostics.update(diag, step_rng_state, global_step, workload, model, model_state, batch,
+                     rng, lambda: optimizer.apply(u, lr), lr, hparams=hparams,
                      direction=u, optimizer=optimizer)
   holder.value = state
   if measurement is not None and workload.metrics_logger is not None:

@@ -3,7 +3,7 @@ import functools
 
 from curvlr import spec
 from curvlr.core import api, batch_sizes, scalar_log, schedules
-from curvlr.pytorch import curvature, diagnostics, train_step
+from curvlr.pytorch import diagnostics, train_step
 from curvlr.pytorch.nadamw import NAdamW
 
 _from_point = functools.lru_cache(maxsize=None)(schedules.nadamw_from_point)
@@ -28,14 +28,14 @@ def update_params(workload, current_param_container, current_params_types, model
   h, shape, horizon = _from_point(hyperparameters)
   model, optimizer = current_param_container, optimizer_state['optimizer']
   diag = optimizer_state.get('diagnostics')
-  measuring, rng_state = diagnostics.begin(diag, global_step), curvature.rng_state()
+  rng_state = diagnostics.begin(diag, global_step)  # None except on diagnostic steps
   loss, new_model_state = train_step.loss_and_grad(
       workload, model, model_state, batch, rng, dropout_rate=h.dropout_rate,
       label_smoothing=h.label_smoothing)
   lr = schedules.nadamw_lr(global_step, workload.step_hint, h, shape, horizon)
   u = optimizer.direction()  # step(lr) is direction() then apply(u, lr).
-  diagnostics.update(diag, measuring, global_step, workload, model, new_model_state, batch, rng,
-                     rng_state, lambda: optimizer.apply(u, lr), lr, hparams=h, direction=u,
+  diagnostics.update(diag, rng_state, global_step, workload, model, new_model_state, batch,
+                     rng, lambda: optimizer.apply(u, lr), lr, hparams=h, direction=u,
                      optimizer=optimizer)
   previous_lr = schedules.nadamw_lr(max(global_step - 1, 0), workload.step_hint, h, shape, horizon)
   if scalar_log.should_log(workload.metrics_logger, global_step, lr, previous_lr, eval_results):

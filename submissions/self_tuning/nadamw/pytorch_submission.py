@@ -1,7 +1,7 @@
 """Self-tuning NAdamW baseline (PyTorch): AlgoPerf v0.6's, with JAX's schedule (lr = 0 after step_hint)."""
 from curvlr import spec
 from curvlr.core import api, batch_sizes, scalar_log, schedules
-from curvlr.pytorch import curvature, diagnostics, train_step
+from curvlr.pytorch import diagnostics, train_step
 from curvlr.pytorch.nadamw import NAdamW
 
 HPARAMS = schedules.NADAMW_BASELINE
@@ -25,14 +25,14 @@ def update_params(workload, current_param_container, current_params_types, model
   del current_params_types, hyperparameters, loss_type, train_state
   model, optimizer = current_param_container, optimizer_state['optimizer']
   diag = optimizer_state.get('diagnostics')
-  measuring, rng_state = diagnostics.begin(diag, global_step), curvature.rng_state()
+  rng_state = diagnostics.begin(diag, global_step)  # None except on diagnostic steps
   loss, new_model_state = train_step.loss_and_grad(
       workload, model, model_state, batch, rng, dropout_rate=HPARAMS.dropout_rate,
       label_smoothing=HPARAMS.label_smoothing)
   lr = schedules.nadamw_baseline_lr(global_step, workload.step_hint, HPARAMS)
   u = optimizer.direction()  # step(lr) is direction() then apply(u, lr).
-  diagnostics.update(diag, measuring, global_step, workload, model, new_model_state, batch, rng,
-                     rng_state, lambda: optimizer.apply(u, lr), lr, hparams=HPARAMS,
+  diagnostics.update(diag, rng_state, global_step, workload, model, new_model_state, batch,
+                     rng, lambda: optimizer.apply(u, lr), lr, hparams=HPARAMS,
                      direction=u, optimizer=optimizer)
   previous_lr = schedules.nadamw_baseline_lr(max(global_step - 1, 0), workload.step_hint, HPARAMS)
   if scalar_log.should_log(workload.metrics_logger, global_step, lr, previous_lr, eval_results):

@@ -10,7 +10,7 @@ import schedulefree
 
 from curvlr import spec
 from curvlr.core import api, batch_sizes, scalar_log, schedule_free
-from curvlr.pytorch import curvature, diagnostics, train_step
+from curvlr.pytorch import diagnostics, train_step
 
 HPARAMS = schedule_free.SCHEDULE_FREE_BASELINE
 
@@ -37,7 +37,7 @@ def update_params(workload, current_param_container, current_params_types, model
   model, optimizer = current_param_container, optimizer_state['optimizer']
   optimizer.train()  # x -> y after an eval; no-op otherwise.
   diag = optimizer_state.get('diagnostics')
-  measuring, rng_state = diagnostics.begin(diag, global_step), curvature.rng_state()
+  rng_state = diagnostics.begin(diag, global_step)  # None except on diagnostic steps
   loss, new_model_state = train_step.loss_and_grad(
       workload, model, model_state, batch, rng, dropout_rate=HPARAMS.dropout_rate,
       label_smoothing=HPARAMS.label_smoothing)
@@ -47,8 +47,8 @@ def update_params(workload, current_param_container, current_params_types, model
                               eval_results)
   grad_norm = train_step.grad_norm(model) if log else None  # before step(), which
   # Diagnostics: the sharpness at y only (no NAdamW preconditioner, no quadratic model).
-  diagnostics.update(diag, measuring, global_step, workload, model, new_model_state, batch, rng,
-                     rng_state, optimizer.step, lr,
+  diagnostics.update(diag, rng_state, global_step, workload, model, new_model_state, batch,
+                     rng, optimizer.step, lr,
                      hparams=HPARAMS)                 # step() normalises .grad in place
   if log:
     scalar_log.write(workload.metrics_logger, global_step, loss, grad_norm,

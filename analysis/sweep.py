@@ -118,10 +118,12 @@ def scaled(grid: dict, batch_size: Optional[int]) -> dict:
 
 
 def runs_of(grid: dict) -> List[Run]:
+  """The grid's runs, seed-major (all configs of seed 0 first), so that a half-finished
+  grid holds paired seeds."""
   return [Run(name, c['submission'], c.get('hparams'), b, s,
               bool(c.get('stop_at_target', grid['stop_at_target'])))
-          for name, c in grid['configs'].items() for b in grid['batch_sizes']
-          for s in grid['seeds']]
+          for s in grid['seeds'] for b in grid['batch_sizes']
+          for name, c in grid['configs'].items()]
 
 
 def trial_dir(out: str, grid: dict, run: Run) -> str:

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from curvlr import spec
-from curvlr.core import amortization, cdat, defaults, interval_median, policy as P
+from curvlr.core import amortization, cdat, defaults, interval_median, policy as P, schedules
 from curvlr.jax import sharding, stepsize as jax_stepsize, train_step as train_step_jax
 from curvlr.pytorch import curvature, stepsize as torch_stepsize
 from curvlr.workloads import get_workload
@@ -139,6 +139,35 @@ def test_curvature_calibrated_schedule_shapes_the_cdat_ratio():
   assert built.rule.numerator_clip == 'ema' and built.rule.ema_unit == 'measurement'
   with pytest.raises(ValueError, match='shape'):
     defaults.cdat_policy_from_hparams(Point(1.0, 0.9, 'ggn', 10, 'cosine'), 777)
+
+
+def test_open_loop_calibration_follows_the_baseline_then_freezes_the_ratio():
+  policy = P.CDATPolicy(schedule=amortization.EveryK(k=5, start=2), cosine_step_hint=100,
+                        calibration_steps=20)
+  state = P.init(policy)
+  measured = []
+  for step in range(100):
+    if P.should_measure(policy, state, step):
+      measured.append(step)
+      state = P.observe(policy, state, step, P.Measurement(-1.0, 100.0 * (step + 1)))
+      state = state._replace(timing=amortization.record(policy.schedule, state.timing, step,
+                                                        True, None))
+    if step < 20:  # calibration: the baseline's lr, whatever the rule holds
+      assert P.learning_rate(policy, state, step) == schedules.nadamw_baseline_lr(step, 100)
+  assert measured == [2, 7, 12, 17]  # none from calibration_steps on
+  frozen = state.rule.lr
+  assert frozen == pytest.approx(cdat.raw_lr(policy.rule, state.rule))
+  for step in (20, 51, 99):
+    assert P.learning_rate(policy, state, step) == pytest.approx(frozen * policy.shape(step))
+  Point = collections.namedtuple('Point', 'sigma ema_decay curvature measure_every shape '
+                                 'calibration_fraction')
+  built = defaults.cdat_policy_from_hparams(Point(8.0, 0.9, 'ggn', 5, 'warmup_cosine', 0.1),
+                                            1500)
+  assert built.calibration_steps == 150 and built.schedule.start == 30
+  with pytest.raises(ValueError, match='warmup_cosine'):
+    defaults.cdat_policy_from_hparams(Point(8.0, 0.9, 'ggn', 5, 'constant', 0.1), 1500)
+  with pytest.raises(ValueError, match='cosine_step_hint'):
+    P.CDATPolicy(calibration_steps=10)
 
 
 @pytest.mark.parametrize('change, message', [

@@ -53,7 +53,9 @@ def cdat_policy_from_hparams(h: Any, step_hint: int) -> CDATPolicy:
   'warmup_cosine': the curvature-calibrated schedule over `step_hint`, measured from the
   end of its warm-up on: NAdamW's first directions are sign-like, with a d^T G d ~100x
   later ones on criteo_embedded, which would hold the ratio of zero-started EMAs down
-  for ~1/(1 - ema_decay) measurements)."""
+  for ~1/(1 - ema_decay) measurements), calibration_fraction (with 'warmup_cosine': the
+  open-loop calibration over the first round(fraction x step_hint) updates, which follow
+  the baseline's schedule; `CDATPolicy.calibration_steps`)."""
   debiased = bool(getattr(h, 'debiased', None))
   diagnostics = getattr(h, 'biased_diagnostics', None)
   shape = getattr(h, 'shape', None) or 'constant'
@@ -63,10 +65,15 @@ def cdat_policy_from_hparams(h: Any, step_hint: int) -> CDATPolicy:
   rule = cdat.CDATConfig(sigma=float(h.sigma), ema_decay=float(h.ema_decay),
                          **{k: v for k, v in optional.items() if v is not None})
   start = schedules.warmup_steps(step_hint, HPARAMS) if shape == 'warmup_cosine' else 0
+  fraction = getattr(h, 'calibration_fraction', None)
+  if fraction is not None and shape != 'warmup_cosine':
+    raise ValueError("CDAT calibration_fraction needs shape 'warmup_cosine'.")
+  calibration = None if fraction is None else round(float(fraction) * step_hint)
   return CDATPolicy(rule=rule, schedule=amortization.EveryK(k=int(h.measure_every), start=start),
                     curvature=str(h.curvature), debiased=debiased,
                     biased_diagnostics=debiased if diagnostics is None else bool(diagnostics),
-                    cosine_step_hint=step_hint if shape == 'warmup_cosine' else None)
+                    cosine_step_hint=step_hint if shape == 'warmup_cosine' else None,
+                    calibration_steps=calibration)
 
 
 @functools.lru_cache(maxsize=None)

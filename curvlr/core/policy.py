@@ -71,6 +71,14 @@ class CDATPolicy:
       with w = int(warmup_factor x cosine_step_hint), T = cosine_step_hint - w (the
       baseline's warm-up and its cosine to 0), so the lr decays as the baseline's does
       while no constant tied to the baseline's tuned peak bounds it.
+    calibration_steps: None (closed loop: the ratio is re-measured all run long along
+      the trajectory it sets). Set (requires cosine_step_hint), the open-loop
+      calibration: updates before `calibration_steps` follow the NAdamW baseline's
+      schedule and only they measure, so the ratio is the greedy step along the
+      baseline's trajectory, independent of sigma; from that step on the ratio is
+      frozen and lr(step) = ratio x the baseline's shape. Closed loop the held-out
+      greedy step grows with the lr applied, an unstable fixed point of
+      lr ~ sigma x alpha(lr) (README, issue 11); open loop there is no feedback.
   """
   rule: cdat.CDATConfig = cdat.CDATConfig()
   schedule: amortization.Schedule = amortization.Budget(target=0.02)
@@ -78,6 +86,7 @@ class CDATPolicy:
   debiased: bool = False
   biased_diagnostics: bool = False
   cosine_step_hint: Optional[int] = None
+  calibration_steps: Optional[int] = None
 
   def __post_init__(self):
     guards.check(self, 'curvature', lambda v: v in CURVATURES, f'one of {CURVATURES}')
@@ -88,6 +97,9 @@ class CDATPolicy:
     guards.check(self, 'biased_diagnostics', lambda v: not v or self.debiased,
                  'False unless debiased')
     guards.check(self, 'cosine_step_hint', lambda v: v is None or v >= 1, 'None or >= 1')
+    guards.check(self, 'calibration_steps',
+                 lambda v: v is None or (v > self.schedule.start and self.cosine_step_hint),
+                 'None, or > schedule.start with cosine_step_hint set')
 
   def shape(self, step: int) -> float:
     """The factor in [0, 1] on the ratio at update `step` (1 without cosine_step_hint)."""
@@ -100,6 +112,11 @@ class CDATPolicy:
   def two_batch(self) -> bool:
     """Whether measurement steps split the batch into halves (`TwoBatchMeasurement`)."""
     return self.debiased
+
+  @property
+  def measure_until(self) -> Optional[int]:
+    """No measurement at this update or later (None: no end)."""
+    return self.calibration_steps
 
   @property
   def measures_both_halves(self) -> bool:
@@ -141,6 +158,10 @@ class MedianPolicy:
   @property
   def curvature(self) -> str:
     return 'ggn'
+
+  @property
+  def measure_until(self) -> Optional[int]:
+    return None
 
 
 Policy = Union[CDATPolicy, MedianPolicy]
@@ -209,6 +230,9 @@ def start_step(policy: Policy, state: PolicyState, step: int, evals: int,
 
 def should_measure(policy: Policy, state: PolicyState, step: int) -> bool:
   """Whether update `step` measures curvature (identical on all ranks for equal inputs)."""
+  end = policy.measure_until
+  if end is not None and step >= end:
+    return False
   return amortization.should_measure(policy.schedule, state.timing, step)
 
 
@@ -251,6 +275,8 @@ def observe(policy: Policy, state: PolicyState, step: int,
 def learning_rate(policy: Policy, state: PolicyState, step: int) -> float:
   """Absolute lr of update `step` (after any measurement at that step)."""
   if isinstance(policy, CDATPolicy):
+    if policy.calibration_steps is not None and step < policy.calibration_steps:
+      return schedules.nadamw_baseline_lr(step, policy.cosine_step_hint)
     return cdat.cdat_lr(policy.rule, state.rule) * policy.shape(step)
   return interval_median.lr_for_step(policy.rule, state.rule, step)
 

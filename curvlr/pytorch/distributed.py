@@ -61,3 +61,12 @@ def all_reduce_max(value: float) -> float:
   t = torch.tensor([value], dtype=torch.float64, device=device())
   dist.all_reduce(t, op=dist.ReduceOp.MAX)
   return float(t.item())
+
+
+def all_reduce_sum_float(value: float) -> float:
+  """Sum of a Python float over ranks (identity without a process group)."""
+  if not is_distributed():
+    return value
+  t = torch.tensor([value], dtype=torch.float64, device=device())
+  dist.all_reduce(t)
+  return float(t.item())

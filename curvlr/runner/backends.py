@@ -30,9 +30,7 @@ class PytorchBackend:
 
   def sum_over_processes(self, value: float) -> float:
     """Sum of a Python float over ranks (a collective under DDP)."""
-    import torch
-    t = torch.tensor([value], dtype=torch.float64, device=self._dist.device())
-    return float(self._dist.all_reduce_sum(t).item())
+    return self._dist.all_reduce_sum_float(value)
 
   def save_checkpoint(self, path: pathlib.Path, params, model_state, optimizer_state,
                       extra: Dict[str, Any]) -> None:

@@ -25,7 +25,7 @@ def _diagnostic_rows(tmp_path, data_dir, framework, submission, steps=4):
   return [r for r in rows if r.get('sharpness')]
 
 
-@pytest.mark.parametrize('framework', ['pytorch'])  # JAX submissions: not wired yet
+@pytest.mark.parametrize('framework', ['pytorch', 'jax'])
 @pytest.mark.parametrize('submission', ['self_tuning/nadamw', 'self_tuning/cdat_nadamw'])
 def test_columns_written(tmp_path, tiny_criteo_dir, monkeypatch, framework, submission):
   monkeypatch.setenv('CURVLR_DIAGNOSTICS', 'k=2,iterations=3')
@@ -39,14 +39,17 @@ def test_columns_written(tmp_path, tiny_criteo_dir, monkeypatch, framework, subm
   assert float(rows[-1]['diag_count']) == 2
 
 
-def test_schedule_free_reports_sharpness_only(tmp_path, tiny_criteo_dir, monkeypatch):
+@pytest.mark.parametrize('framework', ['pytorch', 'jax'])
+def test_schedule_free_reports_sharpness_only(tmp_path, tiny_criteo_dir, monkeypatch,
+                                              framework):
   monkeypatch.setenv('CURVLR_DIAGNOSTICS', 'k=2,iterations=3')
-  rows = _diagnostic_rows(tmp_path, tiny_criteo_dir, 'pytorch', 'self_tuning/schedule_free_adamw')
+  rows = _diagnostic_rows(tmp_path, tiny_criteo_dir, framework, 'self_tuning/schedule_free_adamw')
   assert len(rows) == 2 and all(not r.get('precond_sharpness') for r in rows)
   assert all(not r.get('quad_predicted_change') for r in rows)
 
 
-def test_malformed_switch_fails_at_init(tmp_path, tiny_criteo_dir, monkeypatch):
+@pytest.mark.parametrize('framework', ['pytorch', 'jax'])
+def test_malformed_switch_fails_at_init(tmp_path, tiny_criteo_dir, monkeypatch, framework):
   monkeypatch.setenv('CURVLR_DIAGNOSTICS', 'every=2')
   with pytest.raises(ValueError, match='CURVLR_DIAGNOSTICS'):
-    _diagnostic_rows(tmp_path, tiny_criteo_dir, 'pytorch', 'self_tuning/nadamw')
+    _diagnostic_rows(tmp_path, tiny_criteo_dir, framework, 'self_tuning/nadamw')

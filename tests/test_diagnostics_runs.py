@@ -25,7 +25,7 @@ def _diagnostic_rows(tmp_path, data_dir, framework, submission, steps=4):
   return [r for r in rows if r.get('sharpness')]
 
 
-@pytest.mark.parametrize('framework', ['pytorch'])  # JAX submissions: not wired yet
+@pytest.mark.parametrize('framework', ['pytorch', 'jax'])
 @pytest.mark.parametrize('submission', ['self_tuning/nadamw', 'self_tuning/cdat_nadamw'])
 def test_columns_written(tmp_path, tiny_criteo_dir, monkeypatch, framework, submission):
   monkeypatch.setenv('CURVLR_DIAGNOSTICS', 'k=2,iterations=3')
@@ -39,14 +39,75 @@ def test_columns_written(tmp_path, tiny_criteo_dir, monkeypatch, framework, subm
   assert float(rows[-1]['diag_count']) == 2
 
 
-def test_schedule_free_reports_sharpness_only(tmp_path, tiny_criteo_dir, monkeypatch):
+@pytest.mark.parametrize('framework', ['pytorch', 'jax'])
+def test_schedule_free_reports_sharpness_only(tmp_path, tiny_criteo_dir, monkeypatch,
+                                              framework):
   monkeypatch.setenv('CURVLR_DIAGNOSTICS', 'k=2,iterations=3')
-  rows = _diagnostic_rows(tmp_path, tiny_criteo_dir, 'pytorch', 'self_tuning/schedule_free_adamw')
+  rows = _diagnostic_rows(tmp_path, tiny_criteo_dir, framework, 'self_tuning/schedule_free_adamw')
   assert len(rows) == 2 and all(not r.get('precond_sharpness') for r in rows)
   assert all(not r.get('quad_predicted_change') for r in rows)
 
 
-def test_malformed_switch_fails_at_init(tmp_path, tiny_criteo_dir, monkeypatch):
+@pytest.mark.parametrize('framework', ['pytorch', 'jax'])
+def test_malformed_switch_fails_at_init(tmp_path, tiny_criteo_dir, monkeypatch, framework):
   monkeypatch.setenv('CURVLR_DIAGNOSTICS', 'every=2')
   with pytest.raises(ValueError, match='CURVLR_DIAGNOSTICS'):
-    _diagnostic_rows(tmp_path, tiny_criteo_dir, 'pytorch', 'self_tuning/nadamw')
+    _diagnostic_rows(tmp_path, tiny_criteo_dir, framework, 'self_tuning/nadamw')
+
+
+def _losses(tmp_path, framework, submission):
+  path = tmp_path / 'exp' / f'criteo_embedded_{framework}' / 'trial_1' / 'measurements.csv'
+  with open(path, newline='') as f:
+    rows = list(csv.DictReader(f))
+  return rows, [(r['global_step'], r['loss']) for r in rows if r.get('loss')]
+
+
+@pytest.mark.parametrize('submission', ['self_tuning/nadamw', 'self_tuning/cdat_nadamw',
+                                        'self_tuning/schedule_free_adamw'])
+def test_jax_off_writes_no_columns_and_on_keeps_the_losses(tmp_path, tiny_criteo_dir,
+                                                           monkeypatch, submission):
+  """Off: no diagnostic column, no 'diagnostics' entry in the checkpoint; on: the same
+  training losses as off (the measurements do not touch the trajectory)."""
+  import pickle  # pylint: disable=import-outside-toplevel
+  monkeypatch.delenv('CURVLR_DIAGNOSTICS', raising=False)
+  _diagnostic_rows(tmp_path / 'off', tiny_criteo_dir, 'jax', submission)
+  rows, off = _losses(tmp_path / 'off', 'jax', submission)
+  assert not set(metric_names.DIAGNOSTICS) & set(rows[0])
+  trial = tmp_path / 'off' / 'exp' / 'criteo_embedded_jax' / 'trial_1'
+  with open(trial / 'checkpoint.pkl', 'rb') as f:
+    opt_state = pickle.load(f)['opt_state']
+  assert not (isinstance(opt_state, dict) and 'diagnostics' in opt_state)
+  monkeypatch.setenv('CURVLR_DIAGNOSTICS', 'k=2,iterations=3')
+  _diagnostic_rows(tmp_path / 'on', tiny_criteo_dir, 'jax', submission)
+  _, on = _losses(tmp_path / 'on', 'jax', submission)
+  assert on == off and len(off) >= 2
+
+
+def test_jax_two_devices_match_one(tmp_path, tiny_criteo_dir):
+  """2 virtual CPU devices (batch sharded, params replicated) give the 1-device values."""
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  out = {}
+  for count in (1, 2):
+    env = dict(os.environ, CURVLR_DIAGNOSTICS='k=2,iterations=3',
+               XLA_FLAGS=f'--xla_force_host_platform_device_count={count}')
+    proc = subprocess.run(
+        [sys.executable, '-m', 'curvlr.runner', '--framework=jax', '--workload=criteo_embedded',
+         '--submission_path=submissions/self_tuning/nadamw/jax_submission.py',
+         f'--data_dir={tiny_criteo_dir}', f'--experiment_dir={tmp_path / str(count)}',
+         '--experiment_name=exp', '--max_global_steps=4', '--rng_seed=0',
+         '--progress_every_sec=0', '--save_checkpoints=false'],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows, _ = _losses(tmp_path / str(count), 'jax', 'self_tuning/nadamw')
+    out[count] = [r for r in rows if r.get('sharpness')]
+  # float32 sums in another order: ~1e-7 relative in H v. P^-1/2 = (sqrt(v_hat) + eps)^-1/2
+  # scales entries whose gradient is ~0 (embedding rows the batch missed) by up to 1/sqrt(eps),
+  # so the preconditioned value of 3 unconverged iterations moves ~2e-4 relative.
+  tolerances = {'sharpness': dict(rel=1e-5), 'precond_sharpness': dict(rel=1e-3),
+                'quad_predicted_change': dict(rel=1e-5, abs=1e-7),
+                'quad_realized_change': dict(rel=1e-5, abs=1e-6)}
+  assert [r['global_step'] for r in out[1]] == [r['global_step'] for r in out[2]] == ['0', '2']
+  for one, two in zip(out[1], out[2]):
+    for name, tol in tolerances.items():
+      assert float(two[name]) == pytest.approx(float(one[name]), **tol), name

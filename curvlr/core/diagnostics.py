@@ -29,6 +29,8 @@ keys: k (EveryK schedule), budget (Budget schedule with that target; exclusive w
 iterations, tolerance, quantities ('+'-joined subset of QUANTITIES), start.
 """
 import dataclasses
+import functools
+import json
 import logging
 import math
 import os
@@ -111,6 +113,64 @@ class State(NamedTuple):
   """Schedule bookkeeping and the count of dropped (non-finite) values; plain data."""
   timing: amortization.AmortState = amortization.AmortState()
   rejected_count: int = 0
+
+
+def to_dict(state: State) -> dict:
+  """JSON-serialisable form of the state (checkpoints)."""
+  return {'timing': state.timing._asdict(), 'rejected_count': state.rejected_count}
+
+
+def restore(data: dict) -> State:
+  """Inverse of `to_dict` (after a JSON round trip)."""
+  return State(amortization.restore(data['timing']), int(data['rejected_count']))
+
+
+ENCODED_BYTES = 1024  # fixed size of `encode`'s output
+
+
+def encode(switch: str, state: State) -> bytes:
+  """The switch's text and the state as UTF-8 JSON padded with spaces to ENCODED_BYTES:
+  exact, and storable as a uint8 array of one fixed shape in array checkpoints (as
+  `policy.encode`), so that a checkpoint carries the configuration it was measured with."""
+  data = json.dumps({'switch': switch, **to_dict(state)}, allow_nan=False).encode()
+  if len(data) > ENCODED_BYTES:
+    raise ValueError(f'diagnostics state needs {len(data)} bytes > {ENCODED_BYTES}.')
+  return data.ljust(ENCODED_BYTES)
+
+
+@functools.lru_cache(maxsize=None)
+def _parse_cached(text: str) -> Config:
+  return parse(text)
+
+
+def decode(data: bytes) -> Tuple[str, Config, State]:
+  """Inverse of `encode`: (the switch's text, its Config, the state)."""
+  fields = json.loads(bytes(data).decode())
+  return fields['switch'], _parse_cached(fields['switch']), restore(fields)
+
+
+def restrict(config: Config, preconditioner: bool, direction: bool) -> Config:
+  """`config` without what an optimizer cannot give: 'preconditioned' needs NAdamW's
+  preconditioner, 'quadratic' the step's direction. Raises ValueError when nothing is left."""
+  quantities = tuple(q for q in config.quantities if (q != 'preconditioned' or preconditioner)
+                     and (q != 'quadratic' or direction))
+  if not quantities:
+    raise ValueError(f'{ENV_VAR}: none of {config.quantities} can be measured with this '
+                     'optimizer.')
+  return dataclasses.replace(config, quantities=quantities)
+
+
+EIGEN_QUANTITIES = ('sharpness', 'preconditioned')  # power iterations, in this order
+_EIGEN_PREFIX = {'sharpness': 'sharpness', 'preconditioned': 'precond_sharpness'}
+
+
+def eigen_values(names, eigens) -> dict:
+  """`Measurement` fields of the eigen quantities `names` from their `Eigen`s."""
+  out = {}
+  for name, e in zip(names, eigens):
+    out[_EIGEN_PREFIX[name]] = float(e.value)
+    out[_EIGEN_PREFIX[name] + '_residual'] = float(e.residual)
+  return out
 
 
 def should_measure(config: Config, state: State, step: int) -> bool:

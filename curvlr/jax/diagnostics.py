@@ -6,18 +6,38 @@ docstring). Hessian-vector products are `jax.jvp` of `jax.grad` of the mean trai
 rule) on flat vectors (`ravel_pytree`). Under `jax.jit` with the batch sharded and the
 parameters replicated the loss is the global-batch one, so the eigenvalues are the
 single-device ones with no explicit collective.
+
+State: when on, the optimizer state holds a 'diagnostics' entry (`init`):
+{'state': uint8[core.ENCODED_BYTES] (`core.encode`: the switch's text and `core.State`),
+name: float32[number of parameters] for each eigen quantity measured (its warm start)},
+arrays of fixed shapes from init, so that array checkpoints keep them bit for bit and
+restore them into a template made from any state. No entry when off, so that the states
+and checkpoints of runs without diagnostics are unchanged. The switch is read once, at
+init; the entry carries it from then on (resumed runs included).
+
+One update's host side is a `Step` (`begin`): it decodes the entry, times the update
+when the schedule asks (`amortization.is_timed`: waiting for the device before and after,
+as the curvature policies' clock does), runs the jitted measurements on a diagnostic
+step and logs them to measurements.csv; a plain step runs no extra jitted code and
+waits for nothing unless timed.
 """
 import functools
+import math
+import os
+import time
 from typing import List, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from curvlr import spec
+from curvlr.core import amortization
 from curvlr.core import diagnostics as core
 from curvlr.core import workload_support
-from curvlr.jax import curvature
+from curvlr.jax import curvature, sharding, train_step
+from curvlr.jax.nadamw import NAdamState
 
 
 def mean_loss_fn(workload, model_state, batch, rng, dropout_rate: float,
@@ -62,74 +82,159 @@ def preconditioner_scale(nadam_state, beta2: float, eps: float) -> Optional[jax.
   return jax.lax.rsqrt(jnp.sqrt(nu / (1 - beta2 ** t)) + eps)
 
 
-class Diagnostics:
-  """Config, core state and warm starts (flat arrays) of one run."""
-
-  def __init__(self, config: core.Config):
-    self.config = config
-    self.state = core.State()
-    self.vectors = {}
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _eigens(workload, hparams, names, iterations, model_state, params, batch, rng, starts,
-            scales):
-  loss = mean_loss_fn(workload, model_state, batch, rng, hparams.dropout_rate,
-                      hparams.label_smoothing)
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
+def _eigens(workload, dropout_rate, label_smoothing, names, iterations, model_state, params,
+            batch, rng, starts, scales):
+  loss = mean_loss_fn(workload, model_state, batch, rng, dropout_rate, label_smoothing)
   return top_eigens(loss, params, starts, [None if n == 'sharpness' else s
                                            for n, s in zip(names, scales)], iterations)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _quadratic(workload, hparams, model_state, params, u, lr, batch, rng):
-  loss = mean_loss_fn(workload, model_state, batch, rng, hparams.dropout_rate,
-                      hparams.label_smoothing)
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _quadratic(workload, dropout_rate, label_smoothing, model_state, params, u, lr, batch, rng):
+  """-> (g.u, u^T G u, L(params + lr u) - L(params)) on `batch` with the step's masks."""
+  loss = mean_loss_fn(workload, model_state, batch, rng, dropout_rate, label_smoothing)
   row = workload_support.support(workload)
 
   def apply_fn(p):
     return workload.model_fn(p, batch, model_state, spec.ForwardPassMode.TRAIN, rng,
-                             update_batch_norm=False, dropout_rate=hparams.dropout_rate)[0]
+                             update_batch_norm=False, dropout_rate=dropout_rate)[0]
 
   sums = curvature.ggn_quadratic_form(apply_fn, params, u, batch['targets'], row.loss,
                                       mask=batch.get('weights'),
-                                      label_smoothing=hparams.label_smoothing).mean()
-  after = loss(jax.tree.map(lambda p, v: p + lr * v, params, u))
+                                      label_smoothing=label_smoothing).mean()
+  after = loss(train_step.apply(params, u, lr))
   return sums.gu, sums.quad, after - sums.loss
 
 
-def measure(holder: Diagnostics, workload, hparams, model_state, params, batch, rng, u,
-            lr: float, nadam_state) -> dict:
-  """The diagnostic scalars at params before params + lr u (`core.metrics` dict); u and
-  nadam_state are this step's direction and NAdamW state after its update."""
-  config = holder.config
-  names, starts, scales = [], [], []
-  for name in ('sharpness', 'preconditioned'):
-    if name not in config.quantities:
-      continue
-    scale = None
-    if name == 'preconditioned':
-      scale = preconditioner_scale(nadam_state, hparams.beta2, hparams.eps)
-      if scale is None:
+# A diagnostic NAdamW step: the direction, the measurements, then the update. The params
+# are measured after the direction step, so only the model and optimizer state are donated.
+_jit_direction = train_step.jit_step(train_step.nadamw_direction_step, num_static=3,
+                                     donate=(3, 4))
+_jit_apply = train_step.jit_step(train_step.apply, num_static=0, donate=(0,))
+
+
+def switch(hparams=None) -> str:
+  """The switch's text: hparams.diagnostics (external tuning) if set, else CURVLR_DIAGNOSTICS."""
+  text = getattr(hparams, 'diagnostics', None) if hparams is not None else None
+  return os.environ.get(core.ENV_VAR, '') if text is None else str(text)
+
+
+def _num_params(workload) -> int:
+  return sum(math.prod(s.shape_tuple) for s in jax.tree.leaves(
+      workload.param_shapes, is_leaf=lambda s: hasattr(s, 'shape_tuple')))
+
+
+def init(workload, hparams=None, *, preconditioner: bool = True,
+         direction: bool = True) -> Optional[dict]:
+  """The 'diagnostics' entry of a new optimizer state, or None when off (`switch`).
+  preconditioner / direction: whether the optimizer has NAdamW's preconditioner and a
+  direction u to measure along (`core.restrict`; raises ValueError when nothing is left)."""
+  text = switch(hparams)
+  config = core.parse(text)
+  if config is None:
+    return None
+  config = core.restrict(config, preconditioner, direction)
+  start = sharding.replicate(jnp.asarray(core.initial_vector(_num_params(workload)),
+                                         jnp.float32))
+  return {'state': np.frombuffer(core.encode(text, core.State()), np.uint8),
+          **{name: start for name in core.EIGEN_QUANTITIES if name in config.quantities}}
+
+
+def _nadam(opt_state) -> NAdamState:
+  """The NAdamState in `nadamw_direction`'s chain state."""
+  if isinstance(opt_state, NAdamState):
+    return opt_state
+  return next(s for s in opt_state if isinstance(s, NAdamState))
+
+
+class Step:
+  """The diagnostics of one update (host side, not stored): `begin`, then `measure` (or
+  `nadamw_step`) on a diagnostic step, then `finish` for the new entry."""
+
+  def __init__(self, entry: dict, step: int, params):
+    self.switch, self.config, self.state = core.decode(
+        np.asarray(entry['state'], np.uint8).tobytes())
+    self.vectors = {k: v for k, v in entry.items() if k != 'state'}
+    self.step = step
+    self.measuring = core.should_measure(self.config, self.state, step)
+    self._start = None
+    if amortization.is_timed(self.config.schedule, self.state.timing, step, self.measuring):
+      jax.block_until_ready(params)
+      self._start = time.perf_counter()
+
+  def measure(self, workload, hparams, model_state, params, batch, rng, lr: float, *,
+              u=None, nadam_state=None) -> None:
+    """Measures at `params` (before params + lr u) on the placed `batch` with the step's
+    `rng`, and logs to measurements.csv. u: this step's direction (None: no quadratic
+    model); nadam_state: the NAdamW state after this step's update (None: not NAdamW, no
+    preconditioned sharpness); hparams: dropout_rate, label_smoothing and, with
+    nadam_state, beta2, eps, one_minus_beta1."""
+    config = core.restrict(self.config, nadam_state is not None, u is not None)
+    static = (workload, hparams.dropout_rate, hparams.label_smoothing)
+    names, starts, scales = [], [], []
+    for name in core.EIGEN_QUANTITIES:
+      if name not in config.quantities:
         continue
-    start = holder.vectors.get(name)
-    if start is None:
-      start = jnp.asarray(core.initial_vector(ravel_pytree(params)[0].size), jnp.float32)
-    names.append(name)
-    starts.append(start)
-    scales.append(scale if scale is not None else jnp.zeros(()))
-  values = {}
-  if names:
-    eigens = _eigens(workload, hparams, tuple(names), config.iterations, model_state, params,
-                     batch, rng, starts, scales)
-    for name, e in zip(names, eigens):
-      holder.vectors[name] = e.vector
-      prefix = 'sharpness' if name == 'sharpness' else 'precond_sharpness'
-      values[prefix] = float(e.value)
-      values[prefix + '_residual'] = float(e.residual)
-  if 'quadratic' in config.quantities:
-    gu, quad, change = _quadratic(workload, hparams, model_state, params, u, jnp.float32(lr),
-                                  batch, rng)
-    values.update(g_dot_u=float(gu), u_ggn_u=float(quad), realized_change=float(change))
-  out, holder.state = core.metrics(config, holder.state, core.Measurement(**values), lr,
-                                   1.0 - hparams.one_minus_beta1)
-  return out
+      scale = jnp.zeros(())
+      if name == 'preconditioned':
+        scale = preconditioner_scale(_nadam(nadam_state), hparams.beta2, hparams.eps)
+        if scale is None:
+          continue
+      names.append(name)
+      starts.append(self.vectors[name])
+      scales.append(scale)
+    values = {}
+    if names:
+      eigens = _eigens(*static, tuple(names), config.iterations, model_state, params, batch,
+                       rng, starts, scales)
+      self.vectors.update({name: e.vector for name, e in zip(names, eigens)})
+      values.update(core.eigen_values(names, eigens))
+    if 'quadratic' in config.quantities:
+      gu, quad, change = _quadratic(*static, model_state, params, u, jnp.float32(lr), batch,
+                                    rng)
+      values.update(g_dot_u=float(gu), u_ggn_u=float(quad), realized_change=float(change))
+    beta1 = None if nadam_state is None else 1.0 - hparams.one_minus_beta1
+    out, self.state = core.metrics(config, self.state, core.Measurement(**values), lr, beta1)
+    if workload.metrics_logger is not None:
+      workload.metrics_logger.append_scalar_metrics(out, self.step)
+
+  def nadamw_step(self, workload, hparams, update_fn, model_state, opt_state, params, batch,
+                  rng, lr):
+    """`train_step.nadamw_step`'s outputs (same arguments; lr a float32 scalar), measured
+    between the direction and the update."""
+    opt_state, u, model_state, loss, grad_norm = _jit_direction(
+        workload, hparams, update_fn, model_state, opt_state, params, batch, rng)
+    self.measure(workload, hparams, model_state, params, batch, rng, float(lr), u=u,
+                 nadam_state=opt_state)
+    return opt_state, _jit_apply(params, u, lr), model_state, loss, grad_norm
+
+  def finish(self, params) -> dict:
+    """Records the update (its seconds when timed, after waiting for `params`, the
+    update's output) -> the new 'diagnostics' entry."""
+    seconds = None
+    if self._start is not None:
+      jax.block_until_ready(params)
+      seconds = time.perf_counter() - self._start
+    self.state = core.record(self.config, self.state, self.step, self.measuring, seconds)
+    return {'state': np.frombuffer(core.encode(self.switch, self.state), np.uint8),
+            **self.vectors}
+
+
+def begin(entry: Optional[dict], step: int, params) -> Optional[Step]:
+  """Call first in update_params with the state's 'diagnostics' entry (None when off: no
+  diagnostics, returns None) and the params the update starts from."""
+  return None if entry is None else Step(entry, step, params)
+
+
+def split(opt_state):
+  """(inner state, 'diagnostics' entry or None) of a NAdamW baseline's optimizer state,
+  which is the bare optax state when off and {'nadam', 'diagnostics'} when on."""
+  if isinstance(opt_state, dict) and 'diagnostics' in opt_state:
+    return opt_state['nadam'], opt_state['diagnostics']
+  return opt_state, None
+
+
+def join(inner, entry: Optional[dict]):
+  """Inverse of `split`."""
+  return inner if entry is None else {'nadam': inner, 'diagnostics': entry}

@@ -26,7 +26,9 @@ policy and picks lr; the second applies params + lr * u.
 The optimizer state is `({'nadam': NAdamState, 'policy': uint8 array}, update_fn)`: the
 policy state travels as its exact JSON bytes in an array of one fixed shape
 (`policy.ENCODED_BYTES`), so array checkpoints keep it bit for bit and restore it into a
-template made from any state.
+template made from any state. With the edge-of-stability diagnostics on, a 'diagnostics'
+entry too (`curvlr.jax.diagnostics`); a diagnostic step that does not measure for the
+policy runs the direction and the update as two jitted calls with the diagnostics between.
 """
 import time
 
@@ -38,7 +40,7 @@ from curvlr import spec
 from curvlr.core import policy as policy_lib
 from curvlr.core import scalar_log, workload_support
 from curvlr.core.schedules import NAdamWHParams
-from curvlr.jax import curvature, sharding, train_step
+from curvlr.jax import curvature, diagnostics, sharding, train_step
 from curvlr.jax.nadamw import nadamw_direction
 
 
@@ -50,15 +52,19 @@ def _decode(policy: policy_lib.Policy, data) -> policy_lib.PolicyState:
   return policy_lib.decode(policy, np.asarray(data, dtype=np.uint8).tobytes())
 
 
-def init_optimizer_state(workload, policy: policy_lib.Policy, hparams: NAdamWHParams):
-  """({'nadam', 'policy'}, update_fn); raises workload_support.UnsupportedWorkload where
-  the policy cannot run on `workload`."""
+def init_optimizer_state(workload, policy: policy_lib.Policy, hparams: NAdamWHParams,
+                         point=None):
+  """({'nadam', 'policy'} and 'diagnostics' when on: `point.diagnostics` of an
+  external-tuning search-space point, else CURVLR_DIAGNOSTICS; update_fn); raises
+  workload_support.UnsupportedWorkload where the policy cannot run on `workload`."""
   policy_lib.check_workload(policy, workload)
   tx = nadamw_direction(1.0 - hparams.one_minus_beta1, hparams.beta2, hparams.eps,
                         hparams.weight_decay)
   zeros = jax.tree.map(lambda s: jnp.zeros(s.shape_tuple), workload.param_shapes)
-  return ({'nadam': sharding.replicate(tx.init(zeros)),
-           'policy': _encode(policy_lib.init(policy))}, tx.update)
+  state = {'nadam': sharding.replicate(tx.init(zeros)),
+           'policy': _encode(policy_lib.init(policy))}
+  entry = diagnostics.init(workload, point)
+  return (state if entry is None else {**state, 'diagnostics': entry}), tx.update
 
 
 def _num_shards() -> int:
@@ -145,17 +151,13 @@ def _two_batch_step(workload, hparams, update_fn, both_halves, model_state, opt_
           train_step.global_norm(grads), jnp.stack([s1.gu, s1.quad] + second))
 
 
-def _apply(params, u, lr):
-  return jax.tree.map(lambda p, v: p + lr * v, params, u)
-
-
 # Jitted as the baseline's steps (`train_step.jit_step`): on accelerators the buffers that
 # are replaced are donated (model and optimizer state; params where the step returns new
 # ones), so a curvature step holds no extra copy of them.
 _jit_plain = train_step.jit_step(train_step.nadamw_step, num_static=3, donate=(3, 4, 5))
 _jit_cdat = train_step.jit_step(_cdat_step, num_static=5, donate=(5, 6))
 _jit_two_batch = train_step.jit_step(_two_batch_step, num_static=4, donate=(4, 5))
-_jit_apply = train_step.jit_step(_apply, num_static=0, donate=(0,))
+_jit_apply = train_step.jit_step(train_step.apply, num_static=0, donate=(0,))
 
 
 def _measure_rows(policy: policy_lib.CDATPolicy, batch):
@@ -175,11 +177,13 @@ def update_params(policy: policy_lib.Policy, hparams: NAdamWHParams, workload, p
                                 len(eval_results), time.time,
                                 lambda: jax.block_until_ready(params))
   previous_lr = policy_lib.learning_rate(policy, state, max(global_step - 1, 0))
+  diag = diagnostics.begin(opt_state.get('diagnostics'), global_step, params)  # None when off
   batch = train_step.place_batch(batch)
   measurement = None
   if not policy_lib.should_measure(policy, state, global_step):
     lr = policy_lib.learning_rate(policy, state, global_step)
-    nadam, params, model_state, loss, grad_norm = _jit_plain(
+    step = _jit_plain if diag is None or not diag.measuring else diag.nadamw_step
+    nadam, params, model_state, loss, grad_norm = step(
         workload, hparams, update_fn, model_state, opt_state['nadam'], params, batch, rng,
         jnp.float32(lr))
   else:
@@ -197,6 +201,9 @@ def update_params(policy: policy_lib.Policy, hparams: NAdamWHParams, workload, p
       measurement = policy_lib.Measurement(*np.asarray(scalars, np.float64).tolist())
     state = policy_lib.observe(policy, state, global_step, measurement)
     lr = policy_lib.learning_rate(policy, state, global_step)
+    if diag is not None and diag.measuring:  # the step's rng: the whole batch's masks
+      diag.measure(workload, hparams, model_state, params, batch, rng, lr, u=u,
+                   nadam_state=nadam)
     params = _jit_apply(params, u, jnp.float32(lr))
   logger = workload.metrics_logger
   if logger is not None and measurement is not None:
@@ -204,4 +211,7 @@ def update_params(policy: policy_lib.Policy, hparams: NAdamWHParams, workload, p
         {'lr': lr, **policy_lib.metrics(policy, state, measurement)}, global_step)
   if scalar_log.should_log(logger, global_step, lr, previous_lr, eval_results):
     scalar_log.write(logger, global_step, loss, grad_norm, lr)
-  return ({'nadam': nadam, 'policy': _encode(state)}, update_fn), params, model_state
+  new_state = {'nadam': nadam, 'policy': _encode(state)}
+  if diag is not None:
+    new_state['diagnostics'] = diag.finish(params)
+  return (new_state, update_fn), params, model_state

@@ -47,6 +47,21 @@ def nadamw_step(workload, hparams, update_fn, model_state, opt_state, params, ba
   return new_opt_state, new_params, new_model_state, loss, global_norm(grads)
 
 
+def nadamw_direction_step(workload, hparams, update_fn, model_state, opt_state, params, batch,
+                          rng):
+  """`nadamw_step` without the update: -> (new_opt_state, u, new_model_state, loss,
+  grad_norm), for callers that look at u before applying it (`apply`)."""
+  (loss, new_model_state), grads = loss_and_grad(
+      workload, params, model_state, batch, rng, hparams.dropout_rate, hparams.label_smoothing)
+  u, new_opt_state = update_fn(grads, opt_state, params)
+  return new_opt_state, u, new_model_state, loss, global_norm(grads)
+
+
+def apply(params, u, lr):
+  """params + lr * u."""
+  return jax.tree.map(lambda p, v: p + lr * v, params, u)
+
+
 def global_norm(tree) -> jax.Array:
   return jnp.sqrt(sum(jnp.vdot(x, x) for x in jax.tree.leaves(tree)))
 

@@ -14,7 +14,6 @@ At a diagnostic step, before params += lr u:
   on the same batch, same mode and masks gives the realized change.
 Vectors are flat (`torch.cat` of the parameters, `module.parameters()` order).
 """
-import dataclasses
 import time
 from typing import List, Optional
 
@@ -97,11 +96,10 @@ class Diagnostics:
     self._start = None
 
   def state_dict(self) -> dict:
-    return {'timing': self.state.timing._asdict(), 'rejected_count': self.state.rejected_count,
-            'vectors': dict(self.vectors)}
+    return {**core.to_dict(self.state), 'vectors': dict(self.vectors)}
 
   def load_state_dict(self, data: dict) -> None:
-    self.state = core.State(amortization.restore(data['timing']), data['rejected_count'])
+    self.state = core.restore(data)
     self.vectors = dict(data['vectors'])
 
 
@@ -176,9 +174,8 @@ def measure(holder: Diagnostics, workload, model, model_state, batch, rng, direc
             beta1: Optional[float], rng_state) -> dict:
   """The diagnostic scalars of this step; runs `apply_update()` (params += lr u) itself,
   between the measurements before and after it. -> `core.metrics` dict."""
-  config = holder.config
-  quantities = [q for q in config.quantities if (q != 'preconditioned' or optimizer is not None)
-                and (q != 'quadratic' or direction is not None)]
+  config = core.restrict(holder.config, optimizer is not None, direction is not None)
+  quantities = config.quantities
   module = curvature.unwrap(model)
   row = workload_support.support(workload)
 
@@ -191,7 +188,7 @@ def measure(holder: Diagnostics, workload, model, model_state, batch, rng, direc
   params = list(module.parameters())
   values = {}
   names, starts, scales = [], [], []
-  for name in ('sharpness', 'preconditioned'):
+  for name in core.EIGEN_QUANTITIES:
     if name not in quantities:
       continue
     scale = None
@@ -210,9 +207,7 @@ def measure(holder: Diagnostics, workload, model, model_state, batch, rng, direc
                         config.iterations, **common)
     for name, e in zip(names, eigens):
       holder.vectors[name] = e.vector.detach()
-      prefix = 'sharpness' if name == 'sharpness' else 'precond_sharpness'
-      values[prefix] = float(e.value)
-      values[prefix + '_residual'] = float(e.residual)
+    values.update(core.eigen_values(names, eigens))
   if 'quadratic' in quantities:
     sums = curvature.all_reduce_sums(curvature.ggn_quadratic_form(
         forward_fn, module, direction, batch['targets'], row.loss, **common)).mean()
@@ -222,6 +217,5 @@ def measure(holder: Diagnostics, workload, model, model_state, batch, rng, direc
                   realized_change=after - float(sums.loss))
   else:
     apply_update()
-  out, holder.state = core.metrics(dataclasses.replace(config, quantities=tuple(quantities)),
-                                   holder.state, core.Measurement(**values), lr, beta1)
+  out, holder.state = core.metrics(config, holder.state, core.Measurement(**values), lr, beta1)
   return out

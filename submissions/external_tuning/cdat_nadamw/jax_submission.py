@@ -11,7 +11,7 @@ def get_batch_size(workload_name):
 def init_optimizer_state(workload, model_params, model_state, hyperparameters, rng):
   del model_params, model_state, rng
   policy = cdat_policy_from_hparams(hyperparameters, workload.step_hint)
-  return stepsize.init_optimizer_state(workload, policy, HPARAMS)
+  return stepsize.init_optimizer_state(workload, policy, HPARAMS, hyperparameters)
 
 
 def update_params(workload, current_param_container, current_params_types, model_state,

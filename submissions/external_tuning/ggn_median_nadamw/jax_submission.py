@@ -15,7 +15,7 @@ def get_batch_size(workload_name):
 def init_optimizer_state(workload, model_params, model_state, hyperparameters, rng):
   del model_params, model_state, rng
   return stepsize.init_optimizer_state(workload, _policy(workload, hyperparameters),
-                                       HPARAMS)
+                                       HPARAMS, hyperparameters)
 
 
 def update_params(workload, current_param_container, current_params_types, model_state,

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from curvlr import spec
 from curvlr.core import api, batch_sizes, scalar_log, schedules
-from curvlr.jax import sharding, train_step
+from curvlr.jax import diagnostics, sharding, train_step
 from curvlr.jax.nadamw import nadamw_direction
 
 _from_point = functools.lru_cache(maxsize=None)(schedules.nadamw_from_point)
@@ -25,7 +25,8 @@ def init_optimizer_state(workload: spec.Workload, model_params, model_state,
   h, _, _ = _from_point(hyperparameters)
   tx = nadamw_direction(1.0 - h.one_minus_beta1, h.beta2, h.eps, h.weight_decay)
   zeros = jax.tree.map(lambda s: jnp.zeros(s.shape_tuple), workload.param_shapes)
-  return sharding.replicate(tx.init(zeros)), tx.update
+  return diagnostics.join(sharding.replicate(tx.init(zeros)),
+                          diagnostics.init(workload, hyperparameters)), tx.update
 
 
 _jitted_step = train_step.jit_step(train_step.nadamw_step, num_static=3, donate=(3, 4, 5))
@@ -37,14 +38,18 @@ def update_params(workload, current_param_container, current_params_types, model
   del current_params_types, loss_type, train_state
   h, shape, horizon = _from_point(hyperparameters)
   opt_state, update_fn = optimizer_state
+  nadam, entry = diagnostics.split(opt_state)
   lr = schedules.nadamw_lr(global_step, workload.step_hint, h, shape, horizon)
-  new_opt_state, new_params, new_model_state, loss, grad_norm = _jitted_step(
-      workload, h, update_fn, model_state, opt_state, current_param_container,
+  diag = diagnostics.begin(entry, global_step, current_param_container)  # None when off
+  step = _jitted_step if diag is None or not diag.measuring else diag.nadamw_step
+  new_nadam, new_params, new_model_state, loss, grad_norm = step(
+      workload, h, update_fn, model_state, nadam, current_param_container,
       train_step.place_batch(batch), rng, jnp.float32(lr))
   previous_lr = schedules.nadamw_lr(max(global_step - 1, 0), workload.step_hint, h, shape, horizon)
   if scalar_log.should_log(workload.metrics_logger, global_step, lr, previous_lr, eval_results):
     scalar_log.write(workload.metrics_logger, global_step, loss, grad_norm, lr)
-  return (new_opt_state, update_fn), new_params, new_model_state
+  entry = None if diag is None else diag.finish(new_params)
+  return (diagnostics.join(new_nadam, entry), update_fn), new_params, new_model_state
 
 
 prepare_for_eval = api.identity_prepare_for_eval

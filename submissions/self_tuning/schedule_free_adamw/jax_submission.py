@@ -15,7 +15,7 @@ import optax
 from curvlr import spec
 from curvlr.core import api, batch_sizes, scalar_log, schedule_free
 from curvlr.jax import schedule_free as sf
-from curvlr.jax import sharding, train_step
+from curvlr.jax import diagnostics, sharding, train_step
 
 HPARAMS = schedule_free.SCHEDULE_FREE_BASELINE
 
@@ -49,10 +49,13 @@ def schedule_free_adamw(step_hint: int) -> optax.GradientTransformation:
 
 def init_optimizer_state(workload: spec.Workload, model_params, model_state,
                          hyperparameters, rng) -> spec.OptimizerState:
-  """-> ({'sf': ScheduleFreeState, 'train_params': None | parked y}, update_fn)."""
+  """-> ({'sf': ScheduleFreeState, 'train_params': None | parked y} and 'diagnostics' when
+  on (sharpness only), update_fn)."""
   del model_state, hyperparameters, rng
   tx = schedule_free_adamw(workload.step_hint)
-  return {'sf': sharding.replicate(tx.init(model_params)), 'train_params': None}, tx.update
+  state = {'sf': sharding.replicate(tx.init(model_params)), 'train_params': None}
+  entry = diagnostics.init(workload, None, preconditioner=False, direction=False)
+  return (state if entry is None else {**state, 'diagnostics': entry}), tx.update
 
 
 def _step(workload, update_fn, model_state, sf_state, params, batch, rng):
@@ -75,14 +78,20 @@ def update_params(workload, current_param_container, current_params_types, model
   opt_state, update_fn = optimizer_state
   y = opt_state['train_params']
   params = current_param_container if y is None else y
-  new_sf_state, new_params, new_model_state, loss, grad_norm = _jitted_step(
-      workload, update_fn, model_state, opt_state['sf'], params,
-      train_step.place_batch(batch), rng)
   lr = HPARAMS.learning_rate_at(global_step, workload.step_hint)
+  batch = train_step.place_batch(batch)
+  diag = diagnostics.begin(opt_state.get('diagnostics'), global_step, params)  # None when off
+  if diag is not None and diag.measuring:  # the sharpness at y, before the step donates it
+    diag.measure(workload, HPARAMS, model_state, params, batch, rng, lr)
+  new_sf_state, new_params, new_model_state, loss, grad_norm = _jitted_step(
+      workload, update_fn, model_state, opt_state['sf'], params, batch, rng)
   previous_lr = HPARAMS.learning_rate_at(max(global_step - 1, 0), workload.step_hint)
   if scalar_log.should_log(workload.metrics_logger, global_step, lr, previous_lr, eval_results):
     scalar_log.write(workload.metrics_logger, global_step, loss, grad_norm, lr)
-  return ({'sf': new_sf_state, 'train_params': None}, update_fn), new_params, new_model_state
+  new_state = {'sf': new_sf_state, 'train_params': None}
+  if diag is not None:
+    new_state['diagnostics'] = diag.finish(new_params)
+  return (new_state, update_fn), new_params, new_model_state
 
 
 def prepare_for_eval(workload, current_param_container, current_params_types, model_state,
@@ -95,7 +104,7 @@ def prepare_for_eval(workload, current_param_container, current_params_types, mo
   y = opt_state['train_params']
   y = current_param_container if y is None else y
   x = _jitted_eval_params(opt_state['sf'], y)
-  return ({'sf': opt_state['sf'], 'train_params': y}, update_fn), x, model_state
+  return ({**opt_state, 'train_params': y}, update_fn), x, model_state
 
 
 data_selection = api.data_selection

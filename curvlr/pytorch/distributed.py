@@ -54,19 +54,20 @@ def differentiable_all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
   return funcol.wait_tensor(funcol.all_reduce(tensor, 'sum', dist.group.WORLD))
 
 
-def all_reduce_max(value: float) -> float:
-  """Max of a Python float over ranks, so timing-driven decisions agree on every rank."""
+def _all_reduce_float(value: float, op) -> float:
+  """`op` of a Python float over ranks in float64 (identity without a process group)."""
   if not is_distributed():
     return value
   t = torch.tensor([value], dtype=torch.float64, device=device())
-  dist.all_reduce(t, op=dist.ReduceOp.MAX)
+  dist.all_reduce(t, op=op)
   return float(t.item())
+
+
+def all_reduce_max(value: float) -> float:
+  """Max of a Python float over ranks, so timing-driven decisions agree on every rank."""
+  return _all_reduce_float(value, dist.ReduceOp.MAX)
 
 
 def all_reduce_sum_float(value: float) -> float:
   """Sum of a Python float over ranks (identity without a process group)."""
-  if not is_distributed():
-    return value
-  t = torch.tensor([value], dtype=torch.float64, device=device())
-  dist.all_reduce(t)
-  return float(t.item())
+  return _all_reduce_float(value, dist.ReduceOp.SUM)

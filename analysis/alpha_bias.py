@@ -15,13 +15,20 @@ half 2, g_1.d and d^T G_1 d on half 1, g_2.d and d^T G_2 d on half 2) is summari
   gradient noise that u was built from);
 - `denominator_ratio` = median of d^T G_1 d / d^T G_2 d (1: the curvature is unbiased);
 - `negative_debiased`: the share of measurements whose held-out g_1.d is an ascent;
+- `alpha_pooled` = max(-sum g_1.d, 0) / sum d^T G_1 d, the held-out greedy step from the
+  pooled sums: what the open-loop calibration's EMA ratio tends to as ema_decay -> 1, and
+  less noisy than the median of per-measurement ratios when half of them are ascents;
 - with `--peak_lr`, both medians divided by that lr (e.g. the NAdamW baseline's peak).
+
+A sweep's run names (`<config>__bs<B>__seed<k>`) give a `batch_size` column and one
+median row per batch size.
 
 Rows missing half 2 (runs without `biased_diagnostics`) give NaN for the biased columns.
 """
 import argparse
 import glob
 import os
+import re
 import sys
 from typing import List, Optional
 
@@ -31,8 +38,9 @@ import pandas as pd
 from analysis import logs
 from curvlr.core import metric_names
 
-COLUMNS = ('run', 'measurements', 'alpha_biased', 'alpha_debiased', 'bias_factor',
-           'numerator_ratio', 'denominator_ratio', 'negative_debiased')
+COLUMNS = ('run', 'batch_size', 'measurements', 'alpha_biased', 'alpha_debiased',
+           'alpha_pooled', 'bias_factor', 'numerator_ratio', 'denominator_ratio',
+           'negative_debiased')
 
 
 def summarize_run(rows: pd.DataFrame, from_step: int = 0) -> dict:
@@ -43,8 +51,9 @@ def summarize_run(rows: pd.DataFrame, from_step: int = 0) -> dict:
   biased = -rows['gd_2'] / rows['dGd_2']
   debiased = -rows['gd_1'] / rows['dGd_1']
   median_biased, median_debiased = float(np.median(biased)), float(np.median(debiased))
+  pooled = max(-float(rows['gd_1'].sum()), 0.0) / float(rows['dGd_1'].sum())
   return {'measurements': len(rows), 'alpha_biased': median_biased,
-          'alpha_debiased': median_debiased,
+          'alpha_debiased': median_debiased, 'alpha_pooled': pooled,
           'bias_factor': median_biased / median_debiased if median_debiased > 0 else np.nan,
           'numerator_ratio': float(np.median(rows['gd_1'] / rows['gd_2'])),
           'denominator_ratio': float(np.median(rows['dGd_1'] / rows['dGd_2'])),
@@ -52,7 +61,8 @@ def summarize_run(rows: pd.DataFrame, from_step: int = 0) -> dict:
 
 
 def summarize(root: str, from_step: int = 0) -> pd.DataFrame:
-  """One row per run under `root` that logged two-batch scalars, then a 'median' row."""
+  """One row per run under `root` that logged two-batch scalars, then 'median' rows (one
+  per batch size when the run names carry one)."""
   paths = sorted(glob.glob(os.path.join(root, '**', 'measurements.csv'), recursive=True))
   out = []
   for path in paths:
@@ -61,13 +71,17 @@ def summarize(root: str, from_step: int = 0) -> pd.DataFrame:
       continue
     parts = os.path.relpath(os.path.dirname(path), root).split(os.sep)
     run = parts[1] if parts[0] == 'runs' and len(parts) > 1 else os.sep.join(parts)  # sweep
-    out.append({'run': run, **summarize_run(rows, from_step)})
+    batch = re.search(r'__bs(\d+)__', run)
+    out.append({'run': run, 'batch_size': int(batch.group(1)) if batch else np.nan,
+                **summarize_run(rows, from_step)})
   if not out:
     raise ValueError(f'{root}: no measurements.csv with the two-batch columns '
                      f'{metric_names.TWO_BATCH}.')
   table = pd.DataFrame(out, columns=COLUMNS)
-  medians = table.drop(columns=['run']).median()
-  return pd.concat([table, pd.DataFrame([{'run': 'median', **medians}])], ignore_index=True)
+  groups = ([table] if table['batch_size'].isna().all()
+            else [group for _, group in table.groupby('batch_size')])
+  medians = [{'run': 'median', **group.drop(columns=['run']).median()} for group in groups]
+  return pd.concat([table, pd.DataFrame(medians)], ignore_index=True)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -80,7 +94,7 @@ def main(argv: Optional[List[str]] = None) -> int:
   args = p.parse_args(argv)
   table = summarize(args.root, args.from_step)
   if args.peak_lr:
-    for name in ('alpha_biased', 'alpha_debiased'):
+    for name in ('alpha_biased', 'alpha_debiased', 'alpha_pooled'):
       table[f'{name}/peak_lr'] = table[name] / args.peak_lr
   print(table.to_string(index=False, float_format=lambda v: f'{v:.3g}'))
   last = table.iloc[-1]

@@ -29,6 +29,22 @@ def test_summary_of_known_rows(tmp_path):
   assert row.numerator_ratio == pytest.approx(0.1)  # median of 0.1, 0.2, -0.1
   assert row.denominator_ratio == pytest.approx(0.8)
   assert row.negative_debiased == pytest.approx(1 / 3)
+  assert row.alpha_pooled == pytest.approx(2.0 / 24.0)  # -(-1 - 2 + 1) / (3 x 8)
+  assert row.batch_size == 1024
+
+
+def test_one_median_row_per_batch_size(tmp_path):
+  for batch, held_out in ((1024, -1.0), (1024, -3.0), (4096, -5.0)):
+    rows = [dict(global_step=40, gd_1=held_out, dGd_1=1.0, gd_2=-10.0, dGd_2=1.0)]
+    _write(tmp_path / 'runs' / f'c__bs{batch}__seed{-int(held_out)}' / 'w_jax' / 'trial_1', rows)
+  table = alpha_bias.summarize(str(tmp_path), from_step=0)
+  medians = table[table['run'] == 'median']
+  assert list(medians['batch_size']) == [1024, 4096]
+  assert list(medians['alpha_pooled']) == [2.0, 5.0]
+  ascent = [dict(global_step=40, gd_1=1.0, dGd_1=1.0, gd_2=-1.0, dGd_2=1.0)]
+  _write(tmp_path / 'runs' / 'c__bs512__seed0' / 'w_jax' / 'trial_1', ascent)
+  table = alpha_bias.summarize(str(tmp_path)).set_index('run')
+  assert table.loc['c__bs512__seed0', 'alpha_pooled'] == 0.0  # a pooled ascent is clipped
 
 
 def test_no_two_batch_rows_is_an_error(tmp_path):

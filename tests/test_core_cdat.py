@@ -68,6 +68,20 @@ def test_ema_unit_measurement_keeps_smoothing_across_long_gaps():
   m = 0.9 * 0.1 + 0.1  # EMA mass after two measurements
   expected = 2.0 * 1.0 / ((0.9 * 0.1 * 1.0 + 0.1 * 0.1) / m)
   assert lrs['measurement'] == pytest.approx(expected, rel=1e-9) and lrs['measurement'] < 4.0
+  assert lrs['all'] == pytest.approx(2.0 * 2.0 / 1.1, rel=1e-9)  # sums: n 2, d 1.1
+
+
+def test_ema_unit_all_is_the_ratio_of_the_sums_in_any_order():
+  """Every measurement weighs the same: scales 1000x apart are not averaged away by age,
+  and a signed (held-out) numerator's ascents count against it."""
+  scalars = [(-2748.6, 1.42e7), (-75.6, 1.98e5), (1.7, 4536.0), (-2.1, 944.0), (-0.47, 51.4)]
+  config = cdat.CDATConfig(sigma=4.0, lr_init=1e-4, lr_max=1e9, max_growth=1e9,
+                           ema_unit='all', numerator_clip='ema')
+  expected = 4.0 * -sum(g for g, _ in scalars) / sum(d for _, d in scalars)
+  for order in (scalars, scalars[::-1]):
+    state = run(config, order)
+    assert state.lr == pytest.approx(expected, rel=1e-12)
+    assert state.ema_mass == pytest.approx(1.0, rel=1e-12) and state.count == 5
 
 
 def test_numerator_clip_ema_averages_signed_numerator():

@@ -76,16 +76,21 @@ def _per_device(batch) -> int:
 
 
 def _sums(workload, hparams, curvature_kind, model_state, params, direction, batch, rng):
-  """Per-example means of (u^T M u, g.u, loss) on `batch` (global under sharding)."""
-  def apply_fn(p):
-    return workload.model_fn(p, batch, model_state, spec.ForwardPassMode.TRAIN, rng,
-                             update_batch_norm=False, dropout_rate=hparams.dropout_rate)[0]
-
+  """Per-example means of (u^T M u, g.u, loss) on `batch` (global under sharding), summed
+  over the chunks of `workload_support.measurement_chunks` of each device's rows."""
   row = workload_support.support(workload)
   oracle = (curvature.ggn_quadratic_form if row.curvature(curvature_kind) == 'ggn'
             else curvature.hessian_quadratic_form)
-  return oracle(apply_fn, params, direction, batch['targets'], row.loss,
-                mask=batch.get('weights'), label_smoothing=hparams.label_smoothing).mean()
+
+  def sums(part, key):
+    def apply_fn(p):
+      return workload.model_fn(p, part, model_state, spec.ForwardPassMode.TRAIN, key,
+                               update_batch_norm=False, dropout_rate=hparams.dropout_rate)[0]
+    return oracle(apply_fn, params, direction, part['targets'], row.loss,
+                  mask=part.get('weights'), label_smoothing=hparams.label_smoothing)
+
+  chunks = workload_support.measurement_chunks(row, _per_device(batch))
+  return curvature.chunked_sums(sums, batch, rng, chunks, _num_shards()).mean()
 
 
 def _cdat_step(workload, hparams, update_fn, curvature_kind, measure_rows, model_state,

@@ -28,7 +28,9 @@ relies on). Here the generators' states at the start of a gradient pass
 (`curvature.rng_state()`) are where its curvature pass starts, and the oracle restores
 the generators on exit; the halves' passes run one after the other and so draw
 different masks. JAX derives the same from its `rng` key.
-Masks match only where the shapes do: a CDAT sub-batch draws its own.
+Masks match only where the shapes do: a CDAT sub-batch draws its own, and so does each
+chunk of a measurement that runs in chunks of rows (`workload_support.measurement_chunks`:
+the JVP's activations are one chunk's, not the batch's; `curvature.chunked_sums`).
 """
 import math
 import time

@@ -6,12 +6,14 @@ curvature is meaningful for it, how to count and split a batch, and whether a ru
 run at all. `check` is called by `init_optimizer_state`: what cannot run fails there,
 with the reason, never at the first measurement step.
 
-| base | oracle loss | curvature | batch | two-batch split |
-|---|---|---|---|---|
-| criteo1tb, imagenet_*, wmt, mnist, cifar | the workload's | GGN | rows | rows |
-| ogbg | per-task sigmoid, (B, 128) mask | GGN | graphs | graphs (weights masked) |
-| fastmri | MAE | Hessian (GGN = 0) | rows | rows |
-| librispeech_* | CTC | GGN, per-frame softmax Fisher (PSD bound) | sequences | sequences |
+| base | oracle loss | curvature | batch | two-batch split | measured in chunks |
+|---|---|---|---|---|---|
+| criteo1tb, imagenet_vit, wmt, mnist | the workload's | GGN | rows | rows | yes |
+| imagenet_resnet, cifar | the workload's | GGN | rows | rows | no (BatchNorm) |
+| ogbg | per-task sigmoid, (B, 128) mask | GGN | graphs | graphs (weights masked) | no |
+| fastmri | MAE | Hessian (GGN = 0) | rows | rows | yes |
+| librispeech_* | CTC | GGN, per-frame softmax Fisher (PSD bound) | sequences | sequences | no (BatchNorm) |
+| generic (unknown) | its `loss_type` | GGN | rows | rows | no |
 
 Two-batch splits (`halves_of`): half 1 holds the examples at even positions within each
 device's block of the batch, half 2 those at odd positions.
@@ -46,13 +48,26 @@ Why:
   |u^T M u| (`cdat.py`). Batches are split and sub-sampled by sequence; train-mode
   BatchNorm (both models) then uses the part's statistics.
 
+Measurement chunks (`measurement_chunks`, issue 10: memory): the curvature sums are
+sums over examples (`quad = sum_n w_n u^T M_n u`, `gu`, `loss`, `n`), so a measurement
+may run its JVP (or Hessian pass) over consecutive chunks of each device's rows, one
+after the other, and add the chunks' sums; the whole batch's normaliser is the sum of
+the chunks' `n`. Only one chunk's forward-mode activations are live at a time. Exact
+(up to float reduction order) where a row's forward pass does not depend on the other
+rows: not with train-mode BatchNorm (imagenet_resnet, cifar, both librispeech models:
+the statistics would be the chunk's), not for graph batches (ogbg, not cut by rows),
+and not for unknown models. With dropout a chunked measurement draws its own masks per
+chunk, as a CDAT sub-batch does (the RNG rule's replay needs the gradient pass's
+shapes). The rule: at most `MEASURE_CHUNKS` chunks, none under `MIN_CHUNK_ROWS` rows
+(smaller batches run in one pass: little memory to gain, device throughput to lose).
+
 Workloads are recognised by their module (`algoperf.workloads.<base>....`, variants
 included), by an `algoperf_base` attribute (test doubles, third-party workloads), or,
 failing both, treated as a generic row-batched workload with its own `loss_type`.
 """
 import dataclasses
 import re
-from typing import Any, Optional, Tuple
+from typing import Any, NamedTuple, Optional, Tuple
 
 from curvlr import spec
 
@@ -75,6 +90,7 @@ class Support:
     zero_ggn: the loss's output-space Hessian is 0, so the GGN is 0: use the Hessian.
     row_split: batches can be sub-sampled by rows (leading axis; CDAT's sub-batch).
     halves: how a two-batch step splits a batch: 'rows' or 'graphs' (module docstring).
+    row_chunks: a measurement may sum over chunks of rows (module docstring).
     note: one line for the logs on what is used and why; '' when nothing is special.
   """
   base: str
@@ -82,6 +98,7 @@ class Support:
   zero_ggn: bool = False
   row_split: bool = True
   halves: str = 'rows'
+  row_chunks: bool = False
   note: str = ''
 
   def curvature(self, requested: str) -> str:
@@ -93,7 +110,7 @@ _SPECIAL = {
     'ogbg': dict(loss=L.SIGMOID_CROSS_ENTROPY, row_split=False, halves='graphs',
                  note='ogbg: per-task sigmoid loss over 128 tasks with its (B, 128) mask '
                       '(its loss_type says SOFTMAX)'),
-    'fastmri': dict(loss=L.MEAN_ABSOLUTE_ERROR, zero_ggn=True,
+    'fastmri': dict(loss=L.MEAN_ABSOLUTE_ERROR, zero_ggn=True, row_chunks=True,
                     note='fastmri: MAE has a zero GGN; the Hessian is measured instead'),
     'librispeech_conformer': dict(loss=L.CTC_LOSS,
                                   note='librispeech: the CTC GGN uses the per-frame softmax '
@@ -101,6 +118,9 @@ _SPECIAL = {
                                        'curvature); halves by sequence'),
 }
 _SPECIAL['librispeech_deepspeech'] = _SPECIAL['librispeech_conformer']
+_ROW_INDEPENDENT = ('criteo1tb', 'imagenet_vit', 'wmt', 'mnist')  # rows never interact
+MEASURE_CHUNKS = 4
+MIN_CHUNK_ROWS = 256
 _MODULE = re.compile(r'(?:^|\.)workloads\.(' + '|'.join(BASES) + r')(?:\.|$)')
 
 
@@ -123,7 +143,8 @@ def support(workload) -> Support:
   base = base_name(workload)
   if base in _SPECIAL:
     return Support(base=base, **_SPECIAL[base])
-  return Support(base=base or 'generic', loss=workload.loss_type)
+  return Support(base=base or 'generic', loss=workload.loss_type,
+                 row_chunks=base in _ROW_INDEPENDENT)
 
 
 def check(workload, sub_batch: bool) -> Support:
@@ -157,6 +178,41 @@ def halves_of(num_examples: int, num_shards: int) -> Tuple[int, ...]:
                      'per-device blocks.')
   block = num_examples // num_shards
   return tuple((i % block) % 2 for i in range(num_examples))
+
+
+class Chunks(NamedTuple):
+  """Consecutive chunks of a device's rows: `count` of `rows` rows, then one of
+  `remainder` rows (0: none)."""
+  rows: int
+  count: int
+  remainder: int
+
+  @property
+  def chunked(self) -> bool:
+    return self.count > 1 or self.remainder > 0
+
+  def spans(self) -> Tuple[Tuple[int, int], ...]:
+    """(start, stop) of every chunk, in order."""
+    ends = [(k + 1) * self.rows for k in range(self.count)]
+    ends += [ends[-1] + self.remainder] if self.remainder else []
+    return tuple(zip([0] + ends[:-1], ends))
+
+
+def chunks_of(num_rows: int, max_chunks: int = MEASURE_CHUNKS,
+              min_rows: int = MIN_CHUNK_ROWS) -> Chunks:
+  """At most `max_chunks` chunks of at least `min_rows` rows (one chunk when `num_rows`
+  < 2 `min_rows`), all of ceil(num_rows / chunks) rows but a shorter last one."""
+  if num_rows < 1 or max_chunks < 1 or min_rows < 1:
+    raise ValueError(f'chunks_of({num_rows}, {max_chunks}, {min_rows}): need all >= 1.')
+  k = max(1, min(max_chunks, num_rows // min_rows))
+  rows = -(-num_rows // k)
+  return Chunks(rows, num_rows // rows, num_rows % rows)
+
+
+def measurement_chunks(row: Support, per_device: int) -> Chunks:
+  """The chunks of a measurement over `per_device` rows per device (module docstring):
+  `chunks_of(per_device)` where `row.row_chunks`, else one chunk."""
+  return chunks_of(per_device) if row.row_chunks else Chunks(per_device, 1, 0)
 
 
 def num_examples(batch) -> int:

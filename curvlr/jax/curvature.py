@@ -68,6 +68,35 @@ def sub_batch(tree: Any, max_examples: int, num_shards: int = 1) -> Any:
   return jax.tree.map(take, tree)
 
 
+def chunked_sums(sums_fn: Callable, batch, rng, chunks, num_shards: int = 1) -> CurvatureSums:
+  """The sum over chunks of `sums_fn(chunk, key) -> CurvatureSums`.
+
+  chunks: `workload_support.Chunks` of each device's rows; chunk k holds rows
+  [start_k, stop_k) of every one of the `num_shards` contiguous device blocks of every
+  leaf of `batch` (no data moves under sharding). The equal chunks run in a `lax.map`,
+  so one chunk's passes are live at a time; a shorter last chunk runs after them. The key
+  of chunk k is `fold_in(rng, k)` (None stays None); unchunked: `sums_fn(batch, rng)`.
+  """
+  if not chunks.chunked:
+    return sums_fn(batch, rng)
+
+  def rows(start, size):
+    def take(x):
+      blocks = x.reshape((num_shards, x.shape[0] // num_shards) + x.shape[1:])
+      part = jax.lax.dynamic_slice_in_dim(blocks, start, size, axis=1)
+      return part.reshape((num_shards * size,) + x.shape[1:])
+    return jax.tree.map(take, batch)
+
+  key = lambda k: None if rng is None else jax.random.fold_in(rng, k)
+  parts = jax.lax.map(lambda k: sums_fn(rows(k * chunks.rows, chunks.rows), key(k)),
+                      jnp.arange(chunks.count))
+  total = jax.tree.map(lambda x: x.sum(0), parts)
+  if chunks.remainder:
+    last = sums_fn(rows(chunks.count * chunks.rows, chunks.remainder), key(chunks.count))
+    total = jax.tree.map(jnp.add, total, last)
+  return total
+
+
 # ----------------------------------------------------------------------------- output space
 
 

@@ -7,13 +7,17 @@ global, so the host sees one set of scalars and takes one decision. Half-batches
 examples at even and odd positions, as in PyTorch: with an even number per device they
 are local to every device and independent of the device count. A CDAT sub-batch takes
 the first rows of every device's shard (no data moves; it depends on the device count).
+A measurement's JVP runs over chunks of each device's rows (`curvature.chunked_sums`,
+`workload_support.measurement_chunks`), so that one chunk's activations, not the
+batch's, sit on top of the step's memory; the chunks depend on the device count too.
 
 Graph batches (ogbg) split by masking their weights instead
 (`workload_support.halves_of`: the same positions within every device's block).
 
 Dropout follows the RNG rule of `curvlr/pytorch/stepsize.py`: CDAT's curvature pass
 uses the step's `rng`, as its gradient pass does; half k of a two-batch step uses
-`fold_in(rng, k)` for its gradient pass and its JVP.
+`fold_in(rng, k)` for its gradient pass and its JVP; chunk k of a chunked measurement
+draws its own masks from `fold_in(key, k)`.
 
 Plain steps are one jitted call with the held lr. Only the steps the schedule times
 (`amortization.is_timed`: measurement steps, the step after each, every 50th) wait for
@@ -76,16 +80,21 @@ def _per_device(batch) -> int:
 
 
 def _sums(workload, hparams, curvature_kind, model_state, params, direction, batch, rng):
-  """Per-example means of (u^T M u, g.u, loss) on `batch` (global under sharding)."""
-  def apply_fn(p):
-    return workload.model_fn(p, batch, model_state, spec.ForwardPassMode.TRAIN, rng,
-                             update_batch_norm=False, dropout_rate=hparams.dropout_rate)[0]
-
+  """Per-example means of (u^T M u, g.u, loss) on `batch` (global under sharding), summed
+  over the chunks of `workload_support.measurement_chunks` of each device's rows."""
   row = workload_support.support(workload)
   oracle = (curvature.ggn_quadratic_form if row.curvature(curvature_kind) == 'ggn'
             else curvature.hessian_quadratic_form)
-  return oracle(apply_fn, params, direction, batch['targets'], row.loss,
-                mask=batch.get('weights'), label_smoothing=hparams.label_smoothing).mean()
+
+  def sums(part, key):
+    def apply_fn(p):
+      return workload.model_fn(p, part, model_state, spec.ForwardPassMode.TRAIN, key,
+                               update_batch_norm=False, dropout_rate=hparams.dropout_rate)[0]
+    return oracle(apply_fn, params, direction, part['targets'], row.loss,
+                  mask=part.get('weights'), label_smoothing=hparams.label_smoothing)
+
+  chunks = workload_support.measurement_chunks(row, _per_device(batch))
+  return curvature.chunked_sums(sums, batch, rng, chunks, _num_shards()).mean()
 
 
 def _cdat_step(workload, hparams, update_fn, curvature_kind, measure_rows, model_state,

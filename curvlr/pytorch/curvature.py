@@ -85,6 +85,7 @@ by order); a None entry means a zero component. For a cheaper measurement on par
 the batch, build forward_fn/targets/mask from `sub_batch(batch, k)`.
 """
 import contextlib
+import hashlib
 import logging
 import weakref
 from typing import Any, Callable, NamedTuple, Optional, Sequence
@@ -134,13 +135,51 @@ def sub_batch(tree: Any, max_examples: int) -> Any:
   Works for dict/tuple/list batches of tensors (criteo, imagenet, wmt, librispeech,
   fastMRI), not for graph batches (ogbg). BatchNorm then uses the sub-batch's statistics.
   """
+  return slice_rows(tree, slice(0, max_examples))
+
+
+def slice_rows(tree: Any, index: slice) -> Any:
+  """`tensor[index]` (dim 0) of every tensor in a (nested) dict/tuple/list batch."""
   if isinstance(tree, torch.Tensor):
-    return tree[:max_examples]
+    return tree[index]
   if isinstance(tree, dict):
-    return {k: sub_batch(v, max_examples) for k, v in tree.items()}
+    return {k: slice_rows(v, index) for k, v in tree.items()}
   if isinstance(tree, (tuple, list)):
-    return type(tree)(sub_batch(v, max_examples) for v in tree)
+    return type(tree)(slice_rows(v, index) for v in tree)
   return tree
+
+
+def derived_rng_state(state, k: int):
+  """An `rng_state()` for stream k derived from `state` (generators seeded by a hash of
+  `state` and k): deterministic, independent of other k, and the global generators are
+  not touched."""
+  def seeded(device, s):
+    digest = hashlib.sha256(s.cpu().numpy().tobytes() + k.to_bytes(8, 'little')).digest()
+    return torch.Generator(device=device).manual_seed(
+        int.from_bytes(digest[:8], 'little') >> 1).get_state()
+
+  cpu, cudas = state
+  return seeded('cpu', cpu), [seeded(f'cuda:{d}', s) for d, s in zip(_rng_devices(), cudas)]
+
+
+def chunked_sums(sums_fn: Callable, batch, start_state, chunks) -> CurvatureSums:
+  """The sum over chunks of `sums_fn(chunk, state) -> CurvatureSums`, one chunk after
+  the other (each oracle call frees its passes before the next starts).
+
+  chunks: `workload_support.Chunks` of this rank's rows; chunk k is rows
+  [start_k, stop_k) of every tensor of `batch` (`slice_rows`). With more than one
+  chunk, chunk k's passes draw `derived_rng_state(start_state, k)` (start_state None:
+  the generators' current state): dropout masks of its own, as a sub-batch's;
+  unchunked: `sums_fn(batch, start_state)`.
+  """
+  if not chunks.chunked:
+    return sums_fn(batch, start_state)
+  base = rng_state() if start_state is None else start_state
+  total = None
+  for k, (start, stop) in enumerate(chunks.spans()):
+    part = sums_fn(slice_rows(batch, slice(start, stop)), derived_rng_state(base, k))
+    total = part if total is None else CurvatureSums(*(a + b for a, b in zip(total, part)))
+  return total
 
 
 # ----------------------------------------------------------------------------- output space

@@ -28,7 +28,9 @@ relies on). Here the generators' states at the start of a gradient pass
 (`curvature.rng_state()`) are where its curvature pass starts, and the oracle restores
 the generators on exit; the halves' passes run one after the other and so draw
 different masks. JAX derives the same from its `rng` key.
-Masks match only where the shapes do: a CDAT sub-batch draws its own.
+Masks match only where the shapes do: a CDAT sub-batch draws its own, and so does each
+chunk of a measurement that runs in chunks of rows (`workload_support.measurement_chunks`:
+the JVP's activations are one chunk's, not the batch's; `curvature.chunked_sums`).
 """
 import math
 import time
@@ -71,14 +73,6 @@ def init_optimizer_state(workload, model_params, policy: policy_lib.Policy,
   return diagnostics.with_holder(state, point)
 
 
-def _slice(tree, index: slice):
-  if isinstance(tree, torch.Tensor):
-    return tree[index]
-  if isinstance(tree, dict):
-    return {k: _slice(v, index) for k, v in tree.items()}
-  return type(tree)(_slice(v, index) for v in tree)
-
-
 def _graph_half(batch, half: int):
   """`batch` with its weights zeroed outside `half` (`workload_support.halves_of`; this
   rank's batch is one device block)."""
@@ -93,7 +87,8 @@ def _halves(workload, batch):
   """(half 1, half 2) of `batch` by the workload's split (`Support.halves`)."""
   if workload_support.support(workload).halves == 'graphs':
     return _graph_half(batch, 0), _graph_half(batch, 1)
-  return _slice(batch, slice(0, None, 2)), _slice(batch, slice(1, None, 2))
+  return (curvature.slice_rows(batch, slice(0, None, 2)),
+          curvature.slice_rows(batch, slice(1, None, 2)))
 
 
 def _sync() -> None:
@@ -108,21 +103,26 @@ def _local_size(batch) -> int:
 
 def _sums(workload, model, model_state, batch, rng, direction, curvature_kind: str,
           hparams: NAdamWHParams, rng_state) -> curvature.CurvatureSums:
-  """Globally reduced per-example means of (u^T M u, g.u, loss) on `batch`; the passes
-  draw dropout masks from `rng_state` (the RNG rule)."""
+  """Globally reduced per-example means of (u^T M u, g.u, loss) on `batch`, summed over
+  the chunks of `workload_support.measurement_chunks` of this rank's rows; the passes
+  draw dropout masks from `rng_state` (the RNG rule; a chunked measurement: per chunk
+  `curvature.derived_rng_state`)."""
   module = curvature.unwrap(model)
-
-  def forward_fn():
-    return workload.model_fn(module, batch, model_state, spec.ForwardPassMode.TRAIN, rng,
-                             update_batch_norm=False, dropout_rate=hparams.dropout_rate)[0]
-
   row = workload_support.support(workload)
   oracle = (curvature.ggn_quadratic_form if row.curvature(curvature_kind) == 'ggn'
             else curvature.hessian_quadratic_form)
-  sums = oracle(forward_fn, module, direction, batch['targets'], row.loss,
-                mask=batch.get('weights'), label_smoothing=hparams.label_smoothing,
-                rng_state=rng_state)
-  return curvature.all_reduce_sums(sums).mean()
+
+  def sums(part, state):
+    def forward_fn():
+      return workload.model_fn(module, part, model_state, spec.ForwardPassMode.TRAIN, rng,
+                               update_batch_norm=False, dropout_rate=hparams.dropout_rate)[0]
+    return oracle(forward_fn, module, direction, part['targets'], row.loss,
+                  mask=part.get('weights'), label_smoothing=hparams.label_smoothing,
+                  rng_state=state)
+
+  chunks = workload_support.measurement_chunks(row, _local_size(batch))
+  local = curvature.chunked_sums(sums, batch, rng_state, chunks)
+  return curvature.all_reduce_sums(local).mean()
 
 
 def _measure_direction(workload, model, model_state, batch, rng, direction,

@@ -32,16 +32,25 @@ def _fake_criteo_batch(framework, batch_size=4):
           'weights': torch.ones(batch_size, dtype=torch.bool)}
 
 
+def _rng(framework):
+  """The key `algoperf.random_utils.PRNGKey(0)` gives; that function reads the runner's
+  absl flag `--framework`, which is undefined without `submission_runner`."""
+  import numpy as np
+  if framework == 'jax':
+    import jax
+    return jax.random.PRNGKey(0)
+  return np.random.RandomState(0).randint(0, 2**31 - 1, dtype=np.int32, size=[2, 2])[0]
+
+
 @pytest.mark.parametrize('framework', ['pytorch', 'jax'])
 def test_nadamw_submission_on_algoperf_criteo1tb_test(framework):
   """Both baselines step AlgoPerf's own criteo1tb_test workload, as its reference test does."""
   import importlib
   module = pytest.importorskip(
       f'algoperf.workloads.criteo1tb.criteo1tb_{framework}.workload')
-  from algoperf import random_utils as prng
   workload = module.Criteo1TbDlrmSmallTestWorkload()
   submission = importlib.import_module(f'submissions.self_tuning.nadamw.{framework}_submission')
-  rng = prng.PRNGKey(0)
+  rng = _rng(framework)
   params, model_state = workload.init_model_fn(rng)
   opt_state = submission.init_optimizer_state(workload, params, model_state, None, rng)
   for step in range(2):

@@ -83,31 +83,66 @@ def test_jax_off_writes_no_columns_and_on_keeps_the_losses(tmp_path, tiny_criteo
   assert on == off and len(off) >= 2
 
 
+def _subprocess_rows(cmd, env_extra, tmp_path, framework, submission, extra=()):
+  """Diagnostic rows of a 4-step run of `cmd` (the runner, or torchrun around it)."""
+  import subprocess  # pylint: disable=import-outside-toplevel
+  env = dict(os.environ, **env_extra)
+  proc = subprocess.run(
+      cmd + [f'--framework={framework}', '--workload=criteo_embedded',
+             f'--submission_path=submissions/{submission}/{framework}_submission.py',
+             f'--data_dir={env_extra["DATA_DIR"]}', f'--experiment_dir={tmp_path}',
+             '--experiment_name=exp', '--max_global_steps=4', '--rng_seed=0',
+             '--progress_every_sec=0', '--save_checkpoints=false', *extra],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  rows, _ = _losses(tmp_path, framework, submission)
+  return [r for r in rows if r.get('sharpness')]
+
+
+def _assert_rows_match(one, two, tolerances):
+  assert [r['global_step'] for r in one] == [r['global_step'] for r in two] == ['0', '2']
+  for a, b in zip(one, two):
+    for name, tol in tolerances.items():
+      assert float(b[name]) == pytest.approx(float(a[name]), **tol), (name, a['global_step'])
+
+
 def test_jax_two_devices_match_one(tmp_path, tiny_criteo_dir):
   """2 virtual CPU devices (batch sharded, params replicated) give the 1-device values."""
-  import subprocess  # pylint: disable=import-outside-toplevel
   import sys  # pylint: disable=import-outside-toplevel
   out = {}
   for count in (1, 2):
-    env = dict(os.environ, CURVLR_DIAGNOSTICS='k=2,iterations=3',
+    env = dict(CURVLR_DIAGNOSTICS='k=2,iterations=3', DATA_DIR=str(tiny_criteo_dir),
                XLA_FLAGS=f'--xla_force_host_platform_device_count={count}')
-    proc = subprocess.run(
-        [sys.executable, '-m', 'curvlr.runner', '--framework=jax', '--workload=criteo_embedded',
-         '--submission_path=submissions/self_tuning/nadamw/jax_submission.py',
-         f'--data_dir={tiny_criteo_dir}', f'--experiment_dir={tmp_path / str(count)}',
-         '--experiment_name=exp', '--max_global_steps=4', '--rng_seed=0',
-         '--progress_every_sec=0', '--save_checkpoints=false'],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rows, _ = _losses(tmp_path / str(count), 'jax', 'self_tuning/nadamw')
-    out[count] = [r for r in rows if r.get('sharpness')]
+    out[count] = _subprocess_rows([sys.executable, '-m', 'curvlr.runner'], env,
+                                  tmp_path / str(count), 'jax', 'self_tuning/nadamw')
   # float32 sums in another order: ~1e-7 relative in H v. P^-1/2 = (sqrt(v_hat) + eps)^-1/2
   # scales entries whose gradient is ~0 (embedding rows the batch missed) by up to 1/sqrt(eps),
   # so the preconditioned value of 3 unconverged iterations moves ~2e-4 relative.
-  tolerances = {'sharpness': dict(rel=1e-5), 'precond_sharpness': dict(rel=1e-3),
-                'quad_predicted_change': dict(rel=1e-5, abs=1e-7),
-                'quad_realized_change': dict(rel=1e-5, abs=1e-6)}
-  assert [r['global_step'] for r in out[1]] == [r['global_step'] for r in out[2]] == ['0', '2']
-  for one, two in zip(out[1], out[2]):
-    for name, tol in tolerances.items():
-      assert float(two[name]) == pytest.approx(float(one[name]), **tol), name
+  _assert_rows_match(out[1], out[2], {
+      'sharpness': dict(rel=1e-5), 'precond_sharpness': dict(rel=1e-3),
+      'quad_predicted_change': dict(rel=1e-5, abs=1e-7),
+      'quad_realized_change': dict(rel=1e-5, abs=1e-6)})
+
+
+def test_torchrun_two_processes_match_one(tmp_path, tiny_criteo_dir):
+  """2 gloo processes (each half the batch, H v all-reduced) give the 1-process values.
+
+  External-tuning NAdamW with dropout 0 (each rank draws its own dropout masks, so with
+  dropout the two runs would train on different masks) and the switch as the point's
+  `diagnostics` hyperparameter (CURVLR_DIAGNOSTICS unset)."""
+  import json  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  space = tmp_path / 'space.json'
+  space.write_text(json.dumps([{'dropout_rate': 0.0, 'diagnostics': 'k=2,iterations=3'}]))
+  extra = ('--tuning_ruleset=external', f'--tuning_search_space={space}')
+  env = dict(CURVLR_DIAGNOSTICS='', DATA_DIR=str(tiny_criteo_dir), OMP_NUM_THREADS='1')
+  runner_cmd = ['-m', 'curvlr.runner']
+  one = _subprocess_rows([sys.executable, *runner_cmd], env, tmp_path / '1', 'pytorch',
+                         'external_tuning/nadamw', extra)
+  two = _subprocess_rows([sys.executable, '-m', 'torch.distributed.run', '--standalone',
+                          '--nproc_per_node=2', *runner_cmd], env, tmp_path / '2', 'pytorch',
+                         'external_tuning/nadamw', extra)
+  _assert_rows_match(one, two, {
+      'sharpness': dict(rel=1e-5), 'precond_sharpness': dict(rel=1e-3),
+      'quad_predicted_change': dict(rel=1e-5, abs=1e-7),
+      'quad_realized_change': dict(rel=1e-5, abs=1e-6)})

@@ -22,29 +22,43 @@ def _diagnostic_rows(tmp_path, data_dir, framework, submission, steps=4):
   path = tmp_path / 'exp' / f'criteo_embedded_{framework}' / 'trial_1' / 'measurements.csv'
   with open(path, newline='') as f:
     rows = list(csv.DictReader(f))
-  return [r for r in rows if r.get('sharpness')]
+  return _measured(rows)
+
+
+def _measured(rows):
+  """The rows of the diagnostic steps, and the held-out changes' rows (logged at the
+  next update, under the diagnostic step's global_step)."""
+  return ([r for r in rows if r.get('sharpness')],
+          [r for r in rows if r.get('quad_heldout_change')])
 
 
 @pytest.mark.parametrize('framework', ['pytorch', 'jax'])
 @pytest.mark.parametrize('submission', ['self_tuning/nadamw', 'self_tuning/cdat_nadamw'])
 def test_columns_written(tmp_path, tiny_criteo_dir, monkeypatch, framework, submission):
   monkeypatch.setenv('CURVLR_DIAGNOSTICS', 'k=2,iterations=3')
-  rows = _diagnostic_rows(tmp_path, tiny_criteo_dir, framework, submission)
+  rows, held_out = _diagnostic_rows(tmp_path, tiny_criteo_dir, framework, submission)
   assert [int(r['global_step']) for r in rows] == [0, 2]
   # At step 0: no timed step yet, lr = 0 (no thresholds).
   late = ('diag_overhead_fraction', 'sharpness_threshold', 'precond_threshold')
-  for name in metric_names.DIAGNOSTICS:
+  for name in set(metric_names.DIAGNOSTICS) - {'quad_heldout_change'}:
     assert all(r[name] and math.isfinite(float(r[name]))
                for r in rows[name in late:]), (name, rows)
   assert float(rows[-1]['diag_count']) == 2
+  # Steps 1 and 3 evaluate the held-out changes of steps 0 and 2 (both passes with the
+  # same masks: the baseline's step 0 has lr 0, so its change is exactly 0).
+  assert [int(r['global_step']) for r in held_out] == [0, 2]
+  changes = [float(r['quad_heldout_change']) for r in held_out]
+  assert all(math.isfinite(c) for c in changes) and changes[1] != 0.0
+  assert changes[0] == 0.0 or submission != 'self_tuning/nadamw'
 
 
 @pytest.mark.parametrize('framework', ['pytorch', 'jax'])
 def test_schedule_free_reports_sharpness_only(tmp_path, tiny_criteo_dir, monkeypatch,
                                               framework):
   monkeypatch.setenv('CURVLR_DIAGNOSTICS', 'k=2,iterations=3')
-  rows = _diagnostic_rows(tmp_path, tiny_criteo_dir, framework, 'self_tuning/schedule_free_adamw')
-  assert len(rows) == 2 and all(not r.get('precond_sharpness') for r in rows)
+  rows, held_out = _diagnostic_rows(tmp_path, tiny_criteo_dir, framework,
+                                    'self_tuning/schedule_free_adamw')
+  assert len(rows) == 2 and not held_out and all(not r.get('precond_sharpness') for r in rows)
   assert all(not r.get('quad_predicted_change') for r in rows)
 
 
@@ -96,14 +110,26 @@ def _subprocess_rows(cmd, env_extra, tmp_path, framework, submission, extra=()):
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   rows, _ = _losses(tmp_path, framework, submission)
-  return [r for r in rows if r.get('sharpness')]
+  return _measured(rows)
 
 
-def _assert_rows_match(one, two, tolerances):
-  assert [r['global_step'] for r in one] == [r['global_step'] for r in two] == ['0', '2']
-  for a, b in zip(one, two):
-    for name, tol in tolerances.items():
-      assert float(b[name]) == pytest.approx(float(a[name]), **tol), (name, a['global_step'])
+# float32 sums in another order: ~1e-7 relative in H v. P^-1/2 = (sqrt(v_hat) + eps)^-1/2
+# scales entries whose gradient is ~0 (embedding rows the batch missed) by up to 1/sqrt(eps),
+# so the preconditioned value of 3 unconverged iterations moves ~2e-4 relative.
+TOLERANCES = {'sharpness': dict(rel=1e-5), 'precond_sharpness': dict(rel=1e-3),
+              'quad_predicted_change': dict(rel=1e-5, abs=1e-7),
+              'quad_realized_change': dict(rel=1e-5, abs=1e-6)}
+
+
+def _assert_rows_match(one, two):
+  """`_measured` pairs of two runs: the same steps and values."""
+  held_out_tolerance = {'quad_heldout_change': dict(rel=1e-5, abs=1e-6)}
+  for a_rows, b_rows, tolerances in ((one[0], two[0], TOLERANCES),
+                                     (one[1], two[1], held_out_tolerance)):
+    assert [r['global_step'] for r in a_rows] == [r['global_step'] for r in b_rows] == ['0', '2']
+    for a, b in zip(a_rows, b_rows):
+      for name, tol in tolerances.items():
+        assert float(b[name]) == pytest.approx(float(a[name]), **tol), (name, a['global_step'])
 
 
 def test_jax_two_devices_match_one(tmp_path, tiny_criteo_dir):
@@ -115,13 +141,7 @@ def test_jax_two_devices_match_one(tmp_path, tiny_criteo_dir):
                XLA_FLAGS=f'--xla_force_host_platform_device_count={count}')
     out[count] = _subprocess_rows([sys.executable, '-m', 'curvlr.runner'], env,
                                   tmp_path / str(count), 'jax', 'self_tuning/nadamw')
-  # float32 sums in another order: ~1e-7 relative in H v. P^-1/2 = (sqrt(v_hat) + eps)^-1/2
-  # scales entries whose gradient is ~0 (embedding rows the batch missed) by up to 1/sqrt(eps),
-  # so the preconditioned value of 3 unconverged iterations moves ~2e-4 relative.
-  _assert_rows_match(out[1], out[2], {
-      'sharpness': dict(rel=1e-5), 'precond_sharpness': dict(rel=1e-3),
-      'quad_predicted_change': dict(rel=1e-5, abs=1e-7),
-      'quad_realized_change': dict(rel=1e-5, abs=1e-6)})
+  _assert_rows_match(out[1], out[2])
 
 
 def test_torchrun_two_processes_match_one(tmp_path, tiny_criteo_dir):
@@ -142,7 +162,4 @@ def test_torchrun_two_processes_match_one(tmp_path, tiny_criteo_dir):
   two = _subprocess_rows([sys.executable, '-m', 'torch.distributed.run', '--standalone',
                           '--nproc_per_node=2', *runner_cmd], env, tmp_path / '2', 'pytorch',
                          'external_tuning/nadamw', extra)
-  _assert_rows_match(one, two, {
-      'sharpness': dict(rel=1e-5), 'precond_sharpness': dict(rel=1e-3),
-      'quad_predicted_change': dict(rel=1e-5, abs=1e-7),
-      'quad_realized_change': dict(rel=1e-5, abs=1e-6)})
+  _assert_rows_match(one, two)

@@ -182,7 +182,7 @@ def update_params(policy: policy_lib.Policy, hparams: NAdamWHParams, workload, p
   measurement = None
   if not policy_lib.should_measure(policy, state, global_step):
     lr = policy_lib.learning_rate(policy, state, global_step)
-    step = _jit_plain if diag is None or not diag.measuring else diag.nadamw_step
+    step = _jit_plain if diag is None or not diag.active else diag.nadamw_step
     nadam, params, model_state, loss, grad_norm = step(
         workload, hparams, update_fn, model_state, opt_state['nadam'], params, batch, rng,
         jnp.float32(lr))
@@ -201,9 +201,9 @@ def update_params(policy: policy_lib.Policy, hparams: NAdamWHParams, workload, p
       measurement = policy_lib.Measurement(*np.asarray(scalars, np.float64).tolist())
     state = policy_lib.observe(policy, state, global_step, measurement)
     lr = policy_lib.learning_rate(policy, state, global_step)
-    if diag is not None and diag.measuring:  # the step's rng: the whole batch's masks
-      diag.measure(workload, hparams, model_state, params, batch, rng, lr, u=u,
-                   nadam_state=nadam)
+    if diag is not None and diag.active:  # the step's rng: the whole batch's masks
+      diag.before_update(workload, hparams, model_state, params, batch, rng, lr, u=u,
+                         nadam_state=nadam)
     params = _jit_apply(params, u, jnp.float32(lr))
   logger = workload.metrics_logger
   if logger is not None and measurement is not None:

@@ -37,7 +37,7 @@ def update_params(workload, current_param_container, current_params_types, model
   nadam, entry = diagnostics.split(opt_state)
   lr = schedules.nadamw_baseline_lr(global_step, workload.step_hint, HPARAMS)
   diag = diagnostics.begin(entry, global_step, current_param_container)  # None when off
-  step = _jitted_step if diag is None or not diag.measuring else diag.nadamw_step
+  step = _jitted_step if diag is None or not diag.active else diag.nadamw_step
   new_nadam, new_params, new_model_state, loss, grad_norm = step(
       workload, HPARAMS, update_fn, model_state, nadam, current_param_container,
       train_step.place_batch(batch), rng, jnp.float32(lr))

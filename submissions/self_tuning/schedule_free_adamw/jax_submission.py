@@ -81,8 +81,8 @@ def update_params(workload, current_param_container, current_params_types, model
   lr = HPARAMS.learning_rate_at(global_step, workload.step_hint)
   batch = train_step.place_batch(batch)
   diag = diagnostics.begin(opt_state.get('diagnostics'), global_step, params)  # None when off
-  if diag is not None and diag.measuring:  # the sharpness at y, before the step donates it
-    diag.measure(workload, HPARAMS, model_state, params, batch, rng, lr)
+  if diag is not None and diag.active:  # the sharpness at y, before the step donates it
+    diag.before_update(workload, HPARAMS, model_state, params, batch, rng, lr)
   new_sf_state, new_params, new_model_state, loss, grad_norm = _jitted_step(
       workload, update_fn, model_state, opt_state['sf'], params, batch, rng)
   previous_lr = HPARAMS.learning_rate_at(max(global_step - 1, 0), workload.step_hint)

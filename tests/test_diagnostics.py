@@ -288,3 +288,16 @@ def test_jax_held_out_change_exact_on_quadratic_and_matches_pytorch():
       holder, lambda: model(torch.from_numpy(x).float()), model,
       torch.from_numpy(y).float(), LT.MEAN_SQUARED_ERROR, None, 0.0, None)
   assert change == pytest.approx(torch_change, rel=1e-5)
+
+
+def test_policy_clock_leaves_the_diagnostics_seconds_out():
+  """A curvature policy's step time excludes `policy.exclude`d seconds (the diagnostics'),
+  so that its budget controller sees its own costs only."""
+  from curvlr.core import policy as P  # pylint: disable=import-outside-toplevel
+  policy = P.CDATPolicy(schedule=amortization.EveryK(k=2))
+  state = P.start_step(policy, P.init(policy), 0, 0, clock=lambda: 100.0)
+  state = P.exclude(P.observe(policy, state, 0, P.Measurement(-1.0, 10.0)), 2.5)
+  state = P.start_step(policy, state, 1, 0, clock=lambda: 104.0)  # 4 s, 2.5 s diagnostics
+  assert state.timing.measure_seconds == pytest.approx(1.5) and state.clock.excluded == 0.0
+  state = P.start_step(policy, state, 2, 0, clock=lambda: 105.0)  # plain, nothing excluded
+  assert state.timing.plain_seconds == pytest.approx(1.0)

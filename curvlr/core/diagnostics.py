@@ -35,6 +35,21 @@ residual ||A v - lambda v|| / |lambda| of the returned Rayleigh quotient. It fin
 eigenvalue of largest magnitude: a Hessian whose most negative eigenvalue dominates
 gives a negative "sharpness", logged as such.
 
+Cost accounting. The diagnostics time their own schedule like a curvature policy
+(`amortization`: every diagnostic step, the step after it, every 50th) and report their
+share of the training time as `diag_overhead_fraction`. It stays apart from a curvature
+policy's `overhead_fraction` rather than folded into it: that one is the quantity the
+policy's budget controller is built to hold at its target (0.008 by default), the
+baselines have no policy to report it, and one sum of two schedules' estimates would
+hide which one costs. What is folded is the time: the seconds of the diagnostics' own
+work in an update (synchronised; the update itself excluded) are taken out of the
+policy's clock (`policy.exclude`). Without that, with diagnostics every 100 steps and the
+policy timing every 50th, each diagnostic step would enter the controller as a plain step
+tens of times too slow, raising its plain-step estimate (more curvature measurements
+than the budget allows) and lowering the overhead it reports. The total overhead is
+overhead_fraction + diag_overhead_fraction to first order (each leaves the other's
+extra seconds out of its total).
+
 The switch: environment variable CURVLR_DIAGNOSTICS (self-tuning submissions get no
 hyperparameters) or the external-tuning hparam `diagnostics`, parsed by `parse`:
   '' or 'off'                      diagnostics off (the default)

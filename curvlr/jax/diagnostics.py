@@ -178,6 +178,7 @@ class Step:
     self.active = self.measuring or self.held_out_due
     self._start = None
     self._held_out_seconds = None
+    self.seconds = 0.0  # the diagnostics' own work in this update (`before_update`)
     if amortization.is_timed(self.config.schedule, self.state.timing, step, self.measuring):
       jax.block_until_ready(params)
       self._start = time.perf_counter()
@@ -185,10 +186,14 @@ class Step:
   def before_update(self, workload, hparams, model_state, params, batch, rng, lr: float, *,
                     u=None, nadam_state=None) -> None:
     """At `params` (before params + lr u), on the placed `batch` with the step's `rng`:
-    the held-out change due (logged under step - 1), then `measure` on a diagnostic step."""
+    the held-out change due (logged under step - 1), then `measure` on a diagnostic step.
+    Sets `seconds` (waiting for the inputs first, so that they are the diagnostics' own:
+    what a curvature policy's clock leaves out, `policy.exclude`)."""
+    if not self.active:
+      return
+    jax.block_until_ready((params, model_state))
+    start = time.perf_counter()
     if self.held_out_due:
-      jax.block_until_ready((params, model_state))  # the seconds of the held-out passes only
-      start = time.perf_counter()
       change = float(_held_out(workload, hparams.dropout_rate, hparams.label_smoothing,
                                model_state, params, self.vectors['held_out'], batch, rng))
       self._held_out_seconds = time.perf_counter() - start
@@ -197,7 +202,8 @@ class Step:
         workload.metrics_logger.append_scalar_metrics(out, self.step - 1)
     if self.measuring:
       self.measure(workload, hparams, model_state, params, batch, rng, lr, u=u,
-                   nadam_state=nadam_state)
+                   nadam_state=nadam_state)  # blocks: its values go to the host
+    self.seconds = time.perf_counter() - start
 
   def measure(self, workload, hparams, model_state, params, batch, rng, lr: float, *,
               u=None, nadam_state=None) -> None:
@@ -267,14 +273,34 @@ def begin(entry: Optional[dict], step: int, params) -> Optional[Step]:
   return None if entry is None else Step(entry, step, params)
 
 
-def split(opt_state):
-  """(inner state, 'diagnostics' entry or None) of a NAdamW baseline's optimizer state,
-  which is the bare optax state when off and {'nadam', 'diagnostics'} when on."""
+def attach(state: dict, entry: Optional[dict]) -> dict:
+  """A dict optimizer state with the 'diagnostics' entry (`init`), unchanged when off."""
+  return state if entry is None else {**state, 'diagnostics': entry}
+
+
+def join(inner, entry: Optional[dict]):
+  """A NAdamW baseline's optimizer state: the bare optax state `inner` when off (so that
+  its checkpoints are unchanged), {'nadam': inner, 'diagnostics': entry} when on."""
+  return inner if entry is None else {'nadam': inner, 'diagnostics': entry}
+
+
+def _split(opt_state):
+  """Inverse of `join`: (inner state, entry or None)."""
   if isinstance(opt_state, dict) and 'diagnostics' in opt_state:
     return opt_state['nadam'], opt_state['diagnostics']
   return opt_state, None
 
 
-def join(inner, entry: Optional[dict]):
-  """Inverse of `split`."""
-  return inner if entry is None else {'nadam': inner, 'diagnostics': entry}
+def nadamw_update(plain_step, workload, hparams, update_fn, model_state, opt_state, params,
+                  batch, rng, lr, global_step: int):
+  """One update of a NAdamW baseline (`join`'s state) with the diagnostics around it:
+  `plain_step` (jitted `train_step.nadamw_step`, same arguments) unless they are active
+  at `global_step`, then `Step.nadamw_step`. -> (new opt_state, new params, new
+  model_state, loss, grad_norm)."""
+  inner, entry = _split(opt_state)
+  diag = begin(entry, global_step, params)  # None when off
+  step = plain_step if diag is None or not diag.active else diag.nadamw_step
+  inner, params, model_state, loss, grad_norm = step(
+      workload, hparams, update_fn, model_state, inner, params, batch, rng, lr)
+  return (join(inner, None if diag is None else diag.finish(params)), params, model_state,
+          loss, grad_norm)

@@ -64,7 +64,7 @@ def init_optimizer_state(workload, policy: policy_lib.Policy, hparams: NAdamWHPa
   state = {'nadam': sharding.replicate(tx.init(zeros)),
            'policy': _encode(policy_lib.init(policy))}
   entry = diagnostics.init(workload, point)
-  return (state if entry is None else {**state, 'diagnostics': entry}), tx.update
+  return diagnostics.attach(state, entry), tx.update
 
 
 def _num_shards() -> int:
@@ -211,7 +211,8 @@ def update_params(policy: policy_lib.Policy, hparams: NAdamWHParams, workload, p
         {'lr': lr, **policy_lib.metrics(policy, state, measurement)}, global_step)
   if scalar_log.should_log(logger, global_step, lr, previous_lr, eval_results):
     scalar_log.write(logger, global_step, loss, grad_norm, lr)
-  new_state = {'nadam': nadam, 'policy': _encode(state)}
-  if diag is not None:
-    new_state['diagnostics'] = diag.finish(params)
+  if diag is not None:  # the diagnostics' seconds are not the policy's (`policy.exclude`)
+    state = policy_lib.exclude(state, diag.seconds)
+  new_state = diagnostics.attach({'nadam': nadam, 'policy': _encode(state)},
+                                 None if diag is None else diag.finish(params))
   return (new_state, update_fn), params, model_state

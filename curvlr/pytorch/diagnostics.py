@@ -189,21 +189,22 @@ def _forward_fn(workload, module, model_state, batch, rng, dropout_rate: float):
 
 def update(holder: Optional[Diagnostics], rng_state, step: int, workload, model,
            model_state, batch, rng, apply_update, lr: float, *, hparams,
-           direction=None, optimizer=None) -> None:
+           direction=None, optimizer=None) -> float:
   """`apply_update()` (params += lr u), measured around on a diagnostic step and logged to
   measurements.csv (a held-out change due first, under step - 1), then the step's timing
   (`end`). `rng_state`: what `begin` returned (None: nothing to measure). Without
   `optimizer` (not NAdamW) only the sharpness is measured; without `direction` no
-  quadratic model."""
+  quadratic model. -> seconds of the diagnostics' own work in this update (synchronised,
+  max over ranks; 0 when none ran), for a curvature policy's clock (`policy.exclude`)."""
   if rng_state is None:
     apply_update()
     end(holder, step, False)
-    return
+    return 0.0
   log = workload.metrics_logger
   held_out_seconds = None
+  _sync()
+  start = time.perf_counter()
   if core.held_out_due(holder.state, step):
-    _sync()
-    start = time.perf_counter()
     module = curvature.unwrap(model)
     change = _held_out_change(
         holder, _forward_fn(workload, module, model_state, batch, rng, hparams.dropout_rate),
@@ -214,17 +215,29 @@ def update(holder: Optional[Diagnostics], rng_state, step: int, workload, model,
     out, holder.state = core.held_out_metrics(holder.state, change)
     if log is not None and out:
       log.append_scalar_metrics(out, step - 1)
+  update_seconds = []  # the update itself is the step's, not the diagnostics' work
+
+  def timed_update():
+    _sync()
+    begin_update = time.perf_counter()
+    apply_update()
+    _sync()
+    update_seconds.append(time.perf_counter() - begin_update)
+
   if holder._measuring:
     out = measure(holder, step, workload, model, model_state, batch, rng, direction, lr,
-                  optimizer, apply_update, dropout_rate=hparams.dropout_rate,
+                  optimizer, timed_update, dropout_rate=hparams.dropout_rate,
                   label_smoothing=hparams.label_smoothing,
                   beta1=None if optimizer is None else optimizer.param_groups[0]['betas'][0],
                   rng_state=rng_state)
     if log is not None:
       log.append_scalar_metrics(out, step)
   else:
-    apply_update()
+    timed_update()
+  _sync()
+  seconds = distributed.all_reduce_max(time.perf_counter() - start - sum(update_seconds))
   end(holder, step, holder._measuring, held_out_seconds)
+  return seconds
 
 
 def measure(holder: Diagnostics, step: int, workload, model, model_state, batch, rng,

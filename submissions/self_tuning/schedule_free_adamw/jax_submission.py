@@ -55,7 +55,7 @@ def init_optimizer_state(workload: spec.Workload, model_params, model_state,
   tx = schedule_free_adamw(workload.step_hint)
   state = {'sf': sharding.replicate(tx.init(model_params)), 'train_params': None}
   entry = diagnostics.init(workload, None, preconditioner=False, direction=False)
-  return (state if entry is None else {**state, 'diagnostics': entry}), tx.update
+  return diagnostics.attach(state, entry), tx.update
 
 
 def _step(workload, update_fn, model_state, sf_state, params, batch, rng):
@@ -88,9 +88,8 @@ def update_params(workload, current_param_container, current_params_types, model
   previous_lr = HPARAMS.learning_rate_at(max(global_step - 1, 0), workload.step_hint)
   if scalar_log.should_log(workload.metrics_logger, global_step, lr, previous_lr, eval_results):
     scalar_log.write(workload.metrics_logger, global_step, loss, grad_norm, lr)
-  new_state = {'sf': new_sf_state, 'train_params': None}
-  if diag is not None:
-    new_state['diagnostics'] = diag.finish(new_params)
+  new_state = diagnostics.attach({'sf': new_sf_state, 'train_params': None},
+                                 None if diag is None else diag.finish(new_params))
   return (new_state, update_fn), new_params, new_model_state
 
 

@@ -61,7 +61,7 @@ def test_metrics_names_and_non_finite_dropped():
   c = diagnostics.Config()
   m = diagnostics.Measurement(10.0, 1e-3, 300.0, 0.5, -2.0, 4.0, -0.4)
   out, state = diagnostics.metrics(c, diagnostics.State(), m, 0.1, 0.9)
-  assert set(out) == set(metric_names.DIAGNOSTICS)
+  assert set(out) == set(metric_names.DIAGNOSTICS) - {'quad_heldout_change'}  # own row
   assert out['lr_sharpness'] == pytest.approx(1.0)
   assert out['lr_precond_sharpness'] == pytest.approx(30.0)
   assert out['sharpness_converged'] == 1.0 and out['precond_converged'] == 0.0
@@ -209,3 +209,95 @@ def test_jax_matches_pytorch_on_the_same_weights_and_batch():
     assert float(j.residual) == pytest.approx(float(t.residual), rel=1e-3)
     np.testing.assert_allclose(np.asarray(j.vector), to_jax(t.vector), atol=1e-4)
   assert float(t_plain.residual) > 1e-3  # not converged: the comparison is per iteration
+
+
+# ----------------------------------------------------------------------------- held-out change
+
+
+def test_record_moves_the_held_out_seconds_to_the_measurement():
+  c = diagnostics.Config(schedule=amortization.EveryK(k=3))
+  s = diagnostics.pending(diagnostics.State(), 0)
+  s = diagnostics.record(c, s, 0, True, 5.0)
+  assert s.held_out_step == 0 and s.held_out_timed and diagnostics.held_out_due(s, 1)
+  assert not diagnostics.held_out_due(s, 2)
+  s = diagnostics.record(c, s, 1, False, 1.5, held_out_seconds=0.5)
+  assert s.held_out_step == -1 and not diagnostics.held_out_due(s, 2)
+  assert s.timing.plain_seconds == pytest.approx(1.0)  # 1.5 s less the held-out passes
+  assert s.timing.measure_seconds == pytest.approx(5.5)  # the measurement pays them
+  assert diagnostics.restore(diagnostics.to_dict(s)) == s
+  # An untimed measurement (warm-up): the held-out seconds leave the plain step only.
+  c = diagnostics.Config(schedule=amortization.EveryK(k=3, untimed_warmup=1))
+  s = diagnostics.record(c, diagnostics.pending(diagnostics.State(), 0), 0, True, 5.0)
+  assert s.held_out_step == 0 and not s.held_out_timed
+  s = diagnostics.record(c, s, 1, False, 1.5, held_out_seconds=0.5)
+  assert s.timing.measure_seconds == 0.0 and s.timing.timed_measure_count == 0
+  out, s = diagnostics.held_out_metrics(s, math.nan)
+  assert out == {} and s.rejected_count == 1
+  assert diagnostics.held_out_metrics(s, -0.25)[0] == {'quad_heldout_change': -0.25}
+
+
+def _held_out_problem():
+  """Linear model, MSE: the change between w0 and w1 = w0 + delta on batch (x, y) is
+  exactly (2 r0 . X delta + |X delta|^2) / N with r0 = X w0 - y (float64)."""
+  rng = np.random.default_rng(4)
+  x, y = rng.normal(size=(12, 5)), rng.normal(size=(12, 1))
+  w0, delta = rng.normal(size=(5, 1)), 0.1 * rng.normal(size=(5, 1))
+  r0, xd = x @ w0 - y, x @ delta
+  return x, y, w0, w0 + delta, float((2 * r0.T @ xd + xd.T @ xd).item() / len(x))
+
+
+def test_torch_held_out_change_exact_on_quadratic_and_params_restored():
+  x, y, w0, w1, expected = _held_out_problem()
+  model = nn.Linear(5, 1, bias=False).double()
+  with torch.no_grad():
+    model.weight.copy_(torch.from_numpy(w1.T))
+  holder = tdiag.Diagnostics(diagnostics.Config())
+  holder.held_out = torch.from_numpy(w0.T.copy()).reshape(-1)
+  before = model.weight.detach().clone()
+  change = tdiag._held_out_change(holder, lambda: model(torch.from_numpy(x)), model,  # pylint: disable=protected-access
+                                  torch.from_numpy(y), LT.MEAN_SQUARED_ERROR, None, 0.0, None)
+  assert change == pytest.approx(expected, rel=1e-12)
+  assert torch.equal(model.weight, before)  # bit for bit
+
+
+class _LinearJaxWorkload:
+  """model_fn of a bias-free linear model, params {'w': (5, 1)}, MSE."""
+  loss_type = LT.MEAN_SQUARED_ERROR
+
+  def model_fn(self, params, batch, model_state, mode, rng, update_batch_norm,
+               dropout_rate=0.0):
+    del mode, rng, update_batch_norm, dropout_rate
+    return batch['inputs'] @ params['w'], model_state
+
+
+def test_jax_held_out_change_exact_on_quadratic_and_matches_pytorch():
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from curvlr.jax import diagnostics as jdiag  # pylint: disable=import-outside-toplevel
+  x, y, w0, w1, expected = _held_out_problem()
+  batch = {'inputs': jnp.asarray(x, jnp.float32), 'targets': jnp.asarray(y, jnp.float32)}
+  change = float(jdiag._held_out(_LinearJaxWorkload(), 0.0, 0.0, None,  # pylint: disable=protected-access
+                                 {'w': jnp.asarray(w1, jnp.float32)},
+                                 jnp.asarray(w0.reshape(-1), jnp.float32), batch, None))
+  assert change == pytest.approx(expected, rel=1e-4)  # float32
+  model = nn.Linear(5, 1, bias=False)
+  with torch.no_grad():
+    model.weight.copy_(torch.from_numpy(w1.T).float())
+  holder = tdiag.Diagnostics(diagnostics.Config())
+  holder.held_out = torch.from_numpy(w0.T.copy()).reshape(-1).float()
+  torch_change = tdiag._held_out_change(  # pylint: disable=protected-access
+      holder, lambda: model(torch.from_numpy(x).float()), model,
+      torch.from_numpy(y).float(), LT.MEAN_SQUARED_ERROR, None, 0.0, None)
+  assert change == pytest.approx(torch_change, rel=1e-5)
+
+
+def test_policy_clock_leaves_the_diagnostics_seconds_out():
+  """A curvature policy's step time excludes `policy.exclude`d seconds (the diagnostics'),
+  so that its budget controller sees its own costs only."""
+  from curvlr.core import policy as P  # pylint: disable=import-outside-toplevel
+  policy = P.CDATPolicy(schedule=amortization.EveryK(k=2))
+  state = P.start_step(policy, P.init(policy), 0, 0, clock=lambda: 100.0)
+  state = P.exclude(P.observe(policy, state, 0, P.Measurement(-1.0, 10.0)), 2.5)
+  state = P.start_step(policy, state, 1, 0, clock=lambda: 104.0)  # 4 s, 2.5 s diagnostics
+  assert state.timing.measure_seconds == pytest.approx(1.5) and state.clock.excluded == 0.0
+  state = P.start_step(policy, state, 2, 0, clock=lambda: 105.0)  # plain, nothing excluded
+  assert state.timing.plain_seconds == pytest.approx(1.0)

@@ -9,7 +9,22 @@ Quantities (all of the global-batch mean training loss L, per-example units):
   lr x lambda_max(P^-1 H) ~ (2 + 2 b1) / (1 - b1) = 38 at b1 = 0.9 (seed 004).
 - quadratic model along the step taken, params += lr u: predicted change of the loss
   lr g.u + lr^2 / 2 u^T G u (G the GGN) against the realized change
-  L(params + lr u) - L(params) on the same batch (loss units; negative is a decrease).
+  L(params + lr u) - L(params) on the same batch (loss units; negative is a decrease),
+  and on a held-out batch (`quad_heldout_change`, below).
+
+The held-out batch of a diagnostic step t is the next update's batch B_{t+1}: NAdamW's u_t
+is built from batches <= t only (its momentum), so B_{t+1} is the one batch that the step
+has not seen, without holding data aside or changing the data stream. The framework keeps
+a copy of params_t from update t to update t + 1 (one params-sized vector), and update
+t + 1, before its own update, evaluates L_{B_{t+1}}(params_{t+1}) - L_{B_{t+1}}(params_t)
+(two forward passes, in the diagnostics' mode with update t + 1's dropout masks); the value
+is logged under global_step t, beside the prediction it is compared with. Its seconds are
+added to the measurement of step t (`record`): the extra cost of a diagnostic is then its
+step's extra time plus these two passes, and update t + 1 counts as a plain step for the
+rest. No value when the run stops (or the diagnostics' schedule restarts, `start`) between
+t and t + 1. (The other half of the current batch is no held-out batch: u_t used its
+gradient too; a batch held aside at init would change the data stream or need data at
+init, which AlgoPerf's init_optimizer_state does not get.)
 
 Eigenvalues come from `power_iteration` (one implementation for both frameworks, on flat
 vectors): power iteration rather than Lanczos because it is warm-started by one vector
@@ -19,6 +34,21 @@ few warm-started iterations suffice; its convergence is reported as the relative
 residual ||A v - lambda v|| / |lambda| of the returned Rayleigh quotient. It finds the
 eigenvalue of largest magnitude: a Hessian whose most negative eigenvalue dominates
 gives a negative "sharpness", logged as such.
+
+Cost accounting. The diagnostics time their own schedule like a curvature policy
+(`amortization`: every diagnostic step, the step after it, every 50th) and report their
+share of the training time as `diag_overhead_fraction`. It stays apart from a curvature
+policy's `overhead_fraction` rather than folded into it: that one is the quantity the
+policy's budget controller is built to hold at its target (0.008 by default), the
+baselines have no policy to report it, and one sum of two schedules' estimates would
+hide which one costs. What is folded is the time: the seconds of the diagnostics' own
+work in an update (synchronised; the update itself excluded) are taken out of the
+policy's clock (`policy.exclude`). Without that, with diagnostics every 100 steps and the
+policy timing every 50th, each diagnostic step would enter the controller as a plain step
+tens of times too slow, raising its plain-step estimate (more curvature measurements
+than the budget allows) and lowering the overhead it reports. The total overhead is
+overhead_fraction + diag_overhead_fraction to first order (each leaves the other's
+extra seconds out of its total).
 
 The switch: environment variable CURVLR_DIAGNOSTICS (self-tuning submissions get no
 hyperparameters) or the external-tuning hparam `diagnostics`, parsed by `parse`:
@@ -110,19 +140,31 @@ def from_env(environ=None) -> Optional[Config]:
 
 
 class State(NamedTuple):
-  """Schedule bookkeeping and the count of dropped (non-finite) values; plain data."""
+  """Schedule bookkeeping, the count of dropped (non-finite) values and the pending
+  held-out evaluation; plain data.
+
+  Attributes:
+    held_out_step: the diagnostic step t whose params_t the framework keeps for the
+      held-out change at update t + 1 (module docstring); -1 when none is pending.
+    held_out_timed: whether step t's seconds were recorded (the held-out passes' seconds
+      are then added to them).
+  """
   timing: amortization.AmortState = amortization.AmortState()
   rejected_count: int = 0
+  held_out_step: int = -1
+  held_out_timed: bool = False
 
 
 def to_dict(state: State) -> dict:
   """JSON-serialisable form of the state (checkpoints)."""
-  return {'timing': state.timing._asdict(), 'rejected_count': state.rejected_count}
+  return {'timing': state.timing._asdict(), 'rejected_count': state.rejected_count,
+          'held_out_step': state.held_out_step, 'held_out_timed': state.held_out_timed}
 
 
 def restore(data: dict) -> State:
   """Inverse of `to_dict` (after a JSON round trip)."""
-  return State(amortization.restore(data['timing']), int(data['rejected_count']))
+  return State(amortization.restore(data['timing']), int(data['rejected_count']),
+               int(data['held_out_step']), bool(data['held_out_timed']))
 
 
 ENCODED_BYTES = 1024  # fixed size of `encode`'s output
@@ -177,11 +219,47 @@ def should_measure(config: Config, state: State, step: int) -> bool:
   return amortization.should_measure(config.schedule, state.timing, step)
 
 
+def held_out_due(state: State, step: int) -> bool:
+  """Whether update `step` evaluates the held-out change of diagnostic step `step` - 1."""
+  return state.held_out_step >= 0 and state.held_out_step == step - 1
+
+
 def record(config: Config, state: State, step: int, measured: bool,
-           seconds: Optional[float]) -> State:
-  """Records update `step` and its wall time (reduced over ranks; None if untimed)."""
+           seconds: Optional[float], held_out_seconds: Optional[float] = None) -> State:
+  """Records update `step` and its wall time (reduced over ranks; None if untimed).
+
+  held_out_seconds: the time of the held-out passes run in this update (None: none run):
+  taken out of this update's seconds and added to the pending measurement's, when both
+  were timed. Ends the pending held-out evaluation unless this update measured the
+  quadratic model again (`pending`).
+  """
+  timing = state.timing
+  if held_out_seconds is not None:
+    if seconds is not None:
+      seconds = max(seconds - held_out_seconds, 0.0)
+    if state.held_out_timed and math.isfinite(held_out_seconds) and held_out_seconds >= 0:
+      timing = timing._replace(
+          last_measure_seconds=timing.last_measure_seconds + held_out_seconds,
+          measure_seconds=timing.measure_seconds + held_out_seconds)
+  new = amortization.record(config.schedule, timing, step, measured, seconds)
+  pending = state.held_out_step == step
   return state._replace(
-      timing=amortization.record(config.schedule, state.timing, step, measured, seconds))
+      timing=new, held_out_step=step if pending else -1,
+      held_out_timed=pending and new.timed_measure_count > timing.timed_measure_count)
+
+
+def pending(state: State, step: int) -> State:
+  """The state after diagnostic step `step` kept its params for the held-out change."""
+  return state._replace(held_out_step=step)
+
+
+def held_out_metrics(state: State, change: float) -> Tuple[dict, State]:
+  """{'quad_heldout_change': change} (to log under the diagnostic step) and the state;
+  a non-finite change is dropped and counted in rejected_count."""
+  if math.isfinite(change):
+    return {'quad_heldout_change': float(change)}, state
+  logging.warning('curvlr diagnostics: dropped non-finite quad_heldout_change.')
+  return {}, state._replace(rejected_count=state.rejected_count + 1)
 
 
 class Eigen(NamedTuple):

@@ -32,11 +32,14 @@ COST = ('overhead_fraction', 'measure_count')
 # their relative power-iteration residuals and converged flags (residual <= tolerance),
 # lr x each (dimensionless, against 2 and (2 + 2 b1) / (1 - b1)), the thresholds 2/lr and
 # (2 + 2 b1) / ((1 - b1) lr) (1/lr units), the quadratic model's predicted and the
-# realized loss change along the step (loss units), and the cost bookkeeping.
+# realized loss change along the step on the same batch and on the held-out next batch
+# (loss units; the held-out one logged in its own row under the diagnostic step's
+# global_step), and the cost bookkeeping.
 DIAGNOSTICS = ('sharpness', 'sharpness_residual', 'sharpness_converged', 'lr_sharpness',
                'sharpness_threshold', 'precond_sharpness', 'precond_sharpness_residual',
                'precond_converged', 'lr_precond_sharpness', 'precond_threshold',
-               'quad_predicted_change', 'quad_realized_change', 'diag_overhead_fraction',
+               'quad_predicted_change', 'quad_realized_change', 'quad_heldout_change',
+               'diag_overhead_fraction',
                'diag_count', 'diag_rejected')
 
 # Groups the report draws, in panel order: (file kind, title, columns).
@@ -49,7 +52,7 @@ CURVATURE_PLOTS = (
     ('precond_sharpness', 'preconditioned sharpness and (2 + 2 b1) / ((1 - b1) lr)',
      ('precond_sharpness', 'precond_threshold')),
     ('quadratic_model', 'predicted vs realized loss change along the step',
-     ('quad_predicted_change', 'quad_realized_change')),
+     ('quad_predicted_change', 'quad_realized_change', 'quad_heldout_change')),
 )
 
 # Values that stay in force between logged points (drawn as steps, to the run's last

@@ -169,13 +169,15 @@ Policy = Union[CDATPolicy, MedianPolicy]
 
 class Clock(NamedTuple):
   """The update in progress: its step, start time (seconds since the epoch), whether it
-  measured, how many evals had been run when it started (-1: none in progress), and
-  whether it is timed (`amortization.is_timed`; its start was read after a device sync)."""
+  measured, how many evals had been run when it started (-1: none in progress), whether
+  it is timed (`amortization.is_timed`; its start was read after a device sync), and the
+  seconds of other instruments' work in it that its time leaves out (`exclude`)."""
   step: int = -1
   start: float = 0.0
   measured: bool = False
   evals: int = -1
   timed: bool = False
+  excluded: float = 0.0
 
 
 class PolicyState(NamedTuple):
@@ -218,7 +220,7 @@ def start_step(policy: Policy, state: PolicyState, step: int, evals: int,
   now = clock()
   if previous.step >= 0:  # Register it, with its time only if timed and uninterrupted.
     state = record_time(policy, state, previous.step, previous.measured,
-                        reduce(now - previous.start) if ended else None)
+                        reduce(now - previous.start - previous.excluded) if ended else None)
   timed = amortization.is_timed(policy.schedule, state.timing, step,
                                 should_measure(policy, state, step))
   if timed and not ended:
@@ -226,6 +228,15 @@ def start_step(policy: Policy, state: PolicyState, step: int, evals: int,
     now = clock()
   return state._replace(clock=Clock(step=step, start=now, measured=False, evals=evals,
                                     timed=timed))
+
+
+def exclude(state: PolicyState, seconds: float) -> PolicyState:
+  """Leaves `seconds` (synchronised wall time of another instrument's work inside the
+  update in progress: the edge-of-stability diagnostics) out of that update's time, so
+  that the budget controller's plain and measurement times are the policy's own: a
+  diagnostic step that falls on a timed plain step (every 50th, with diagnostics every
+  100th) would otherwise raise the plain-step estimate by the diagnostics' cost."""
+  return state._replace(clock=state.clock._replace(excluded=state.clock.excluded + seconds))
 
 
 def should_measure(policy: Policy, state: PolicyState, step: int) -> bool:

@@ -93,10 +93,11 @@ def nadamw_from_point(point: Any) -> Tuple[NAdamWHParams, str, float]:
   Fields named like NAdamWHParams' replace the baseline's values; `lr_scale` multiplies
   the baseline's learning_rate (the headroom grid: 2^k x the tuned peak, same shape);
   `schedule` picks the shape (default 'warmup_cosine') and `horizon` its end as a
-  fraction of step_hint (`nadamw_lr`, default 1). Unknown fields are an error, so
-  that a misspelt hyperparameter cannot fall back to the baseline silently.
+  fraction of step_hint (`nadamw_lr`, default 1); `diagnostics` (the switch of
+  `curvlr.core.diagnostics`) is read by the diagnostics, not here. Unknown fields are an
+  error, so that a misspelt hyperparameter cannot fall back to the baseline silently.
   """
-  values = {k: v for k, v in point._asdict().items() if v is not None}
+  values = {k: v for k, v in point._asdict().items() if v is not None and k != 'diagnostics'}
   shape = values.pop('schedule', 'warmup_cosine')
   scale = float(values.pop('lr_scale', 1.0))
   horizon = float(values.pop('horizon', 1.0))

@@ -9,7 +9,10 @@ single-device ones with no explicit collective.
 
 State: when on, the optimizer state holds a 'diagnostics' entry (`init`):
 {'state': uint8[core.ENCODED_BYTES] (`core.encode`: the switch's text and `core.State`),
-name: float32[number of parameters] for each eigen quantity measured (its warm start)},
+name: float32[number of parameters] for each eigen quantity measured (its warm start),
+'held_out': float32[number of parameters] with the quadratic model (the params of the
+last quadratic measurement, kept for the held-out change at the next update, `core`
+docstring; meaningful while `core.State.held_out_step` is set)},
 arrays of fixed shapes from init, so that array checkpoints keep them bit for bit and
 restore them into a template made from any state. No entry when off, so that the states
 and checkpoints of runs without diagnostics are unchanged. The switch is read once, at
@@ -18,8 +21,9 @@ init; the entry carries it from then on (resumed runs included).
 One update's host side is a `Step` (`begin`): it decodes the entry, times the update
 when the schedule asks (`amortization.is_timed`: waiting for the device before and after,
 as the curvature policies' clock does), runs the jitted measurements on a diagnostic
-step and logs them to measurements.csv; a plain step runs no extra jitted code and
-waits for nothing unless timed.
+step (and the held-out change on the update after one with the quadratic model: `active`)
+and logs them to measurements.csv; any other step runs no extra jitted code and waits for
+nothing unless timed.
 """
 import functools
 import math
@@ -107,6 +111,14 @@ def _quadratic(workload, dropout_rate, label_smoothing, model_state, params, u, 
   return sums.gu, sums.quad, after - sums.loss
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _held_out(workload, dropout_rate, label_smoothing, model_state, params, kept, batch, rng):
+  """-> L(params) - L(kept) on `batch` with the step's masks (kept: flat, `ravel_pytree`)."""
+  loss = mean_loss_fn(workload, model_state, batch, rng, dropout_rate, label_smoothing)
+  _, unravel = ravel_pytree(params)
+  return loss(params) - loss(unravel(kept))
+
+
 # A diagnostic NAdamW step: the direction, the measurements, then the update. The params
 # are measured after the direction step, so only the model and optimizer state are donated.
 _jit_direction = train_step.jit_step(train_step.nadamw_direction_step, num_static=3,
@@ -137,8 +149,11 @@ def init(workload, hparams=None, *, preconditioner: bool = True,
   config = core.restrict(config, preconditioner, direction)
   start = sharding.replicate(jnp.asarray(core.initial_vector(_num_params(workload)),
                                          jnp.float32))
-  return {'state': np.frombuffer(core.encode(text, core.State()), np.uint8),
-          **{name: start for name in core.EIGEN_QUANTITIES if name in config.quantities}}
+  entry = {'state': np.frombuffer(core.encode(text, core.State()), np.uint8),
+           **{name: start for name in core.EIGEN_QUANTITIES if name in config.quantities}}
+  if 'quadratic' in config.quantities:
+    entry['held_out'] = jnp.zeros_like(start)
+  return entry
 
 
 def _nadam(opt_state) -> NAdamState:
@@ -149,8 +164,9 @@ def _nadam(opt_state) -> NAdamState:
 
 
 class Step:
-  """The diagnostics of one update (host side, not stored): `begin`, then `measure` (or
-  `nadamw_step`) on a diagnostic step, then `finish` for the new entry."""
+  """The diagnostics of one update (host side, not stored): `begin`, then, when `active`
+  (a diagnostic step or a held-out one), `before_update` (or `nadamw_step`), then `finish`
+  for the new entry."""
 
   def __init__(self, entry: dict, step: int, params):
     self.switch, self.config, self.state = core.decode(
@@ -158,10 +174,36 @@ class Step:
     self.vectors = {k: v for k, v in entry.items() if k != 'state'}
     self.step = step
     self.measuring = core.should_measure(self.config, self.state, step)
+    self.held_out_due = core.held_out_due(self.state, step)
+    self.active = self.measuring or self.held_out_due
     self._start = None
+    self._held_out_seconds = None
+    self.seconds = 0.0  # the diagnostics' own work in this update (`before_update`)
     if amortization.is_timed(self.config.schedule, self.state.timing, step, self.measuring):
       jax.block_until_ready(params)
       self._start = time.perf_counter()
+
+  def before_update(self, workload, hparams, model_state, params, batch, rng, lr: float, *,
+                    u=None, nadam_state=None) -> None:
+    """At `params` (before params + lr u), on the placed `batch` with the step's `rng`:
+    the held-out change due (logged under step - 1), then `measure` on a diagnostic step.
+    Sets `seconds` (waiting for the inputs first, so that they are the diagnostics' own:
+    what a curvature policy's clock leaves out, `policy.exclude`)."""
+    if not self.active:
+      return
+    jax.block_until_ready((params, model_state))
+    start = time.perf_counter()
+    if self.held_out_due:
+      change = float(_held_out(workload, hparams.dropout_rate, hparams.label_smoothing,
+                               model_state, params, self.vectors['held_out'], batch, rng))
+      self._held_out_seconds = time.perf_counter() - start
+      out, self.state = core.held_out_metrics(self.state, change)
+      if workload.metrics_logger is not None and out:
+        workload.metrics_logger.append_scalar_metrics(out, self.step - 1)
+    if self.measuring:
+      self.measure(workload, hparams, model_state, params, batch, rng, lr, u=u,
+                   nadam_state=nadam_state)  # blocks: its values go to the host
+    self.seconds = time.perf_counter() - start
 
   def measure(self, workload, hparams, model_state, params, batch, rng, lr: float, *,
               u=None, nadam_state=None) -> None:
@@ -194,19 +236,22 @@ class Step:
       gu, quad, change = _quadratic(*static, model_state, params, u, jnp.float32(lr), batch,
                                     rng)
       values.update(g_dot_u=float(gu), u_ggn_u=float(quad), realized_change=float(change))
+      self.vectors['held_out'] = ravel_pytree(params)[0].astype(jnp.float32)
     beta1 = None if nadam_state is None else 1.0 - hparams.one_minus_beta1
     out, self.state = core.metrics(config, self.state, core.Measurement(**values), lr, beta1)
+    if 'quadratic' in config.quantities:
+      self.state = core.pending(self.state, self.step)
     if workload.metrics_logger is not None:
       workload.metrics_logger.append_scalar_metrics(out, self.step)
 
   def nadamw_step(self, workload, hparams, update_fn, model_state, opt_state, params, batch,
                   rng, lr):
-    """`train_step.nadamw_step`'s outputs (same arguments; lr a float32 scalar), measured
-    between the direction and the update."""
+    """`train_step.nadamw_step`'s outputs (same arguments; lr a float32 scalar), with
+    `before_update` between the direction and the update."""
     opt_state, u, model_state, loss, grad_norm = _jit_direction(
         workload, hparams, update_fn, model_state, opt_state, params, batch, rng)
-    self.measure(workload, hparams, model_state, params, batch, rng, float(lr), u=u,
-                 nadam_state=opt_state)
+    self.before_update(workload, hparams, model_state, params, batch, rng, float(lr), u=u,
+                       nadam_state=opt_state)
     return opt_state, _jit_apply(params, u, lr), model_state, loss, grad_norm
 
   def finish(self, params) -> dict:
@@ -216,7 +261,8 @@ class Step:
     if self._start is not None:
       jax.block_until_ready(params)
       seconds = time.perf_counter() - self._start
-    self.state = core.record(self.config, self.state, self.step, self.measuring, seconds)
+    self.state = core.record(self.config, self.state, self.step, self.measuring, seconds,
+                             self._held_out_seconds)
     return {'state': np.frombuffer(core.encode(self.switch, self.state), np.uint8),
             **self.vectors}
 
@@ -227,14 +273,34 @@ def begin(entry: Optional[dict], step: int, params) -> Optional[Step]:
   return None if entry is None else Step(entry, step, params)
 
 
-def split(opt_state):
-  """(inner state, 'diagnostics' entry or None) of a NAdamW baseline's optimizer state,
-  which is the bare optax state when off and {'nadam', 'diagnostics'} when on."""
+def attach(state: dict, entry: Optional[dict]) -> dict:
+  """A dict optimizer state with the 'diagnostics' entry (`init`), unchanged when off."""
+  return state if entry is None else {**state, 'diagnostics': entry}
+
+
+def join(inner, entry: Optional[dict]):
+  """A NAdamW baseline's optimizer state: the bare optax state `inner` when off (so that
+  its checkpoints are unchanged), {'nadam': inner, 'diagnostics': entry} when on."""
+  return inner if entry is None else {'nadam': inner, 'diagnostics': entry}
+
+
+def _split(opt_state):
+  """Inverse of `join`: (inner state, entry or None)."""
   if isinstance(opt_state, dict) and 'diagnostics' in opt_state:
     return opt_state['nadam'], opt_state['diagnostics']
   return opt_state, None
 
 
-def join(inner, entry: Optional[dict]):
-  """Inverse of `split`."""
-  return inner if entry is None else {'nadam': inner, 'diagnostics': entry}
+def nadamw_update(plain_step, workload, hparams, update_fn, model_state, opt_state, params,
+                  batch, rng, lr, global_step: int):
+  """One update of a NAdamW baseline (`join`'s state) with the diagnostics around it:
+  `plain_step` (jitted `train_step.nadamw_step`, same arguments) unless they are active
+  at `global_step`, then `Step.nadamw_step`. -> (new opt_state, new params, new
+  model_state, loss, grad_norm)."""
+  inner, entry = _split(opt_state)
+  diag = begin(entry, global_step, params)  # None when off
+  step = plain_step if diag is None or not diag.active else diag.nadamw_step
+  inner, params, model_state, loss, grad_norm = step(
+      workload, hparams, update_fn, model_state, inner, params, batch, rng, lr)
+  return (join(inner, None if diag is None else diag.finish(params)), params, model_state,
+          loss, grad_norm)

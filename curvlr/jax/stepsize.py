@@ -68,7 +68,7 @@ def init_optimizer_state(workload, policy: policy_lib.Policy, hparams: NAdamWHPa
   state = {'nadam': sharding.replicate(tx.init(zeros)),
            'policy': _encode(policy_lib.init(policy))}
   entry = diagnostics.init(workload, point)
-  return (state if entry is None else {**state, 'diagnostics': entry}), tx.update
+  return diagnostics.attach(state, entry), tx.update
 
 
 def _num_shards() -> int:
@@ -191,7 +191,7 @@ def update_params(policy: policy_lib.Policy, hparams: NAdamWHParams, workload, p
   measurement = None
   if not policy_lib.should_measure(policy, state, global_step):
     lr = policy_lib.learning_rate(policy, state, global_step)
-    step = _jit_plain if diag is None or not diag.measuring else diag.nadamw_step
+    step = _jit_plain if diag is None or not diag.active else diag.nadamw_step
     nadam, params, model_state, loss, grad_norm = step(
         workload, hparams, update_fn, model_state, opt_state['nadam'], params, batch, rng,
         jnp.float32(lr))
@@ -210,9 +210,9 @@ def update_params(policy: policy_lib.Policy, hparams: NAdamWHParams, workload, p
       measurement = policy_lib.Measurement(*np.asarray(scalars, np.float64).tolist())
     state = policy_lib.observe(policy, state, global_step, measurement)
     lr = policy_lib.learning_rate(policy, state, global_step)
-    if diag is not None and diag.measuring:  # the step's rng: the whole batch's masks
-      diag.measure(workload, hparams, model_state, params, batch, rng, lr, u=u,
-                   nadam_state=nadam)
+    if diag is not None and diag.active:  # the step's rng: the whole batch's masks
+      diag.before_update(workload, hparams, model_state, params, batch, rng, lr, u=u,
+                         nadam_state=nadam)
     params = _jit_apply(params, u, jnp.float32(lr))
   logger = workload.metrics_logger
   if logger is not None and measurement is not None:
@@ -220,7 +220,8 @@ def update_params(policy: policy_lib.Policy, hparams: NAdamWHParams, workload, p
         {'lr': lr, **policy_lib.metrics(policy, state, measurement)}, global_step)
   if scalar_log.should_log(logger, global_step, lr, previous_lr, eval_results):
     scalar_log.write(logger, global_step, loss, grad_norm, lr)
-  new_state = {'nadam': nadam, 'policy': _encode(state)}
-  if diag is not None:
-    new_state['diagnostics'] = diag.finish(params)
+  if diag is not None:  # the diagnostics' seconds are not the policy's (`policy.exclude`)
+    state = policy_lib.exclude(state, diag.seconds)
+  new_state = diagnostics.attach({'nadam': nadam, 'policy': _encode(state)},
+                                 None if diag is None else diag.finish(params))
   return (new_state, update_fn), params, model_state

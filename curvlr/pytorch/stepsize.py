@@ -205,9 +205,10 @@ def update_params(hparams: NAdamWHParams, workload, model, model_state, batch, r
   lr = policy_lib.learning_rate(policy, state, global_step)
   # Diagnostics draw the masks of the step's first gradient pass (on two-batch steps: the
   # generators' state at the start of the step, not the halves').
-  diagnostics.update(diag, step_rng_state, global_step, workload, model, model_state, batch,
-                     rng, lambda: optimizer.apply(u, lr), lr, hparams=hparams,
-                     direction=u, optimizer=optimizer)
+  # The diagnostics' seconds are not the policy's: out of its clock (`policy.exclude`).
+  state = policy_lib.exclude(state, diagnostics.update(
+      diag, step_rng_state, global_step, workload, model, model_state, batch, rng,
+      lambda: optimizer.apply(u, lr), lr, hparams=hparams, direction=u, optimizer=optimizer))
   holder.value = state
   if measurement is not None and workload.metrics_logger is not None:
     workload.metrics_logger.append_scalar_metrics(

@@ -34,18 +34,15 @@ def update_params(workload, current_param_container, current_params_types, model
                   global_step, rng, train_state=None) -> spec.UpdateReturn:
   del current_params_types, hyperparameters, loss_type, train_state
   opt_state, update_fn = optimizer_state
-  nadam, entry = diagnostics.split(opt_state)
   lr = schedules.nadamw_baseline_lr(global_step, workload.step_hint, HPARAMS)
-  diag = diagnostics.begin(entry, global_step, current_param_container)  # None when off
-  step = _jitted_step if diag is None or not diag.measuring else diag.nadamw_step
-  new_nadam, new_params, new_model_state, loss, grad_norm = step(
-      workload, HPARAMS, update_fn, model_state, nadam, current_param_container,
-      train_step.place_batch(batch), rng, jnp.float32(lr))
+  new_opt_state, new_params, new_model_state, loss, grad_norm = diagnostics.nadamw_update(
+      _jitted_step, workload, HPARAMS, update_fn, model_state, opt_state,
+      current_param_container, train_step.place_batch(batch), rng, jnp.float32(lr),
+      global_step)
   previous_lr = schedules.nadamw_baseline_lr(max(global_step - 1, 0), workload.step_hint, HPARAMS)
   if scalar_log.should_log(workload.metrics_logger, global_step, lr, previous_lr, eval_results):
     scalar_log.write(workload.metrics_logger, global_step, loss, grad_norm, lr)
-  entry = None if diag is None else diag.finish(new_params)
-  return (diagnostics.join(new_nadam, entry), update_fn), new_params, new_model_state
+  return (new_opt_state, update_fn), new_params, new_model_state
 
 
 # Evaluate the iterate as it is; feed batches in queue order.

@@ -55,7 +55,7 @@ def init_optimizer_state(workload: spec.Workload, model_params, model_state,
   tx = schedule_free_adamw(workload.step_hint)
   state = {'sf': sharding.replicate(tx.init(model_params)), 'train_params': None}
   entry = diagnostics.init(workload, None, preconditioner=False, direction=False)
-  return (state if entry is None else {**state, 'diagnostics': entry}), tx.update
+  return diagnostics.attach(state, entry), tx.update
 
 
 def _step(workload, update_fn, model_state, sf_state, params, batch, rng):
@@ -81,16 +81,15 @@ def update_params(workload, current_param_container, current_params_types, model
   lr = HPARAMS.learning_rate_at(global_step, workload.step_hint)
   batch = train_step.place_batch(batch)
   diag = diagnostics.begin(opt_state.get('diagnostics'), global_step, params)  # None when off
-  if diag is not None and diag.measuring:  # the sharpness at y, before the step donates it
-    diag.measure(workload, HPARAMS, model_state, params, batch, rng, lr)
+  if diag is not None and diag.active:  # the sharpness at y, before the step donates it
+    diag.before_update(workload, HPARAMS, model_state, params, batch, rng, lr)
   new_sf_state, new_params, new_model_state, loss, grad_norm = _jitted_step(
       workload, update_fn, model_state, opt_state['sf'], params, batch, rng)
   previous_lr = HPARAMS.learning_rate_at(max(global_step - 1, 0), workload.step_hint)
   if scalar_log.should_log(workload.metrics_logger, global_step, lr, previous_lr, eval_results):
     scalar_log.write(workload.metrics_logger, global_step, loss, grad_norm, lr)
-  new_state = {'sf': new_sf_state, 'train_params': None}
-  if diag is not None:
-    new_state['diagnostics'] = diag.finish(new_params)
+  new_state = diagnostics.attach({'sf': new_sf_state, 'train_params': None},
+                                 None if diag is None else diag.finish(new_params))
   return (new_state, update_fn), new_params, new_model_state
 
 
